@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+const schema = z.object({
+  PORT: int(8080, 0).pipe(z.number().max(65535)),
+  HOST: z.string().default('0.0.0.0'),
+  DATABASE_URL: z.string().url().optional(),
+  REDIS_URL: z.string().url().optional(),
+  SWITCHYARD_DATA_DIR: z.string().min(1).default('./.switchyard'),
+  SWITCHYARD_ADMIN_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Mode of the API keys and webhook rules: test keys allow loopback webhook URLs. */
+  SWITCHYARD_MODE: z.enum(['test', 'live']).default('test'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BODY_LIMIT_BYTES: int(64 * 1024, 1024),
+  DB_POOL_MAX: int(10, 1),
+  IDEMPOTENCY_TTL_SECONDS: int(24 * 3600, 60),
+  /** How long an executing request owns its idempotency key; past that a retry may resume it. */
+  IDEMPOTENCY_LOCK_SECONDS: int(30, 1),
+  /** Where the mock and flaky connectors reach the mock provider; default: this process. */
+  MOCK_PROVIDER_URL: z.string().url().optional(),
+  MOCK_PROVIDER_WEBHOOK_SECRET: z.string().min(8).default('mock_provider_webhook_secret'),
+  CONNECTOR_CONNECT_TIMEOUT_MS: int(2000, 1),
+  CONNECTOR_AUTHORIZE_TIMEOUT_MS: int(5000, 1),
+  CONNECTOR_TIMEOUT_MS: int(5000, 1),
+  /** The mock provider's delay for tok_timeout_* tokens; must exceed the read timeout. */
+  MOCK_PROVIDER_HANG_MS: int(15000, 1),
+  FLAKY_SEED: int(42),
+  FLAKY_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.1),
+  FLAKY_TIMEOUT_RATE: z.coerce.number().min(0).max(1).default(0.05),
+  FLAKY_LATENCY_MS: int(50),
+});
+
+export type Config = z.infer<typeof schema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the environment; one message per bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(input[String(i.path[0])])})`),
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,40 @@
+import type { Connector } from './port.js';
+import type { ConnectorRoute } from '../domain/merchant.js';
+
+export interface ConnectorRegistry {
+  get(name: string): Connector | undefined;
+  names(): string[];
+  /** Whether a connector may take new traffic now (the circuit breaker's view). */
+  isAvailable(name: string): boolean;
+}
+
+export function createRegistry(connectors: Connector[], isAvailable: (name: string) => boolean = () => true): ConnectorRegistry {
+  const byName = new Map(connectors.map((c) => [c.name, c]));
+  return {
+    get: (name) => byName.get(name),
+    names: () => [...byName.keys()],
+    isAvailable: (name) => byName.has(name) && isAvailable(name),
+  };
+}
+
+/**
+ * The order in which to try a merchant's connectors: with a volume split, the first pick is drawn
+ * by weight; the rest follow in the merchant's order as failover candidates. Unavailable
+ * connectors (unknown, or circuit open) are left out.
+ */
+export function routeOrder(routes: ConnectorRoute[], registry: ConnectorRegistry, random: () => number = Math.random): string[] {
+  const usable = routes.filter((r) => registry.isAvailable(r.name));
+  const weighted = usable.filter((r) => r.weight > 0);
+  const total = weighted.reduce((s, r) => s + r.weight, 0);
+  if (weighted.length <= 1 || total <= 0) return usable.map((r) => r.name);
+  let draw = random() * total;
+  let first = weighted[weighted.length - 1]!;
+  for (const r of weighted) {
+    draw -= r.weight;
+    if (draw < 0) {
+      first = r;
+      break;
+    }
+  }
+  return [first.name, ...usable.filter((r) => r !== first).map((r) => r.name)];
+}

@@ -1,0 +1,51 @@
+/**
+ * Raw card numbers must never enter the system: any value holding a Luhn-valid 13–19 digit
+ * number (digits possibly separated by spaces or dashes) is refused before it is stored or logged.
+ */
+// A run of digits with optional single space/dash separators, bounded by non-digits.
+const CANDIDATE = /(?<!\d)\d(?:[ -]?\d){12,}(?!\d)/g;
+
+export function luhnValid(digits: string): boolean {
+  let sum = 0;
+  let double = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double = !double;
+  }
+  return sum % 10 === 0;
+}
+
+function containsPan(text: string): boolean {
+  for (const match of text.matchAll(CANDIDATE)) {
+    const digits = match[0].replace(/[ -]/g, '');
+    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
+  }
+  return false;
+}
+
+/** The JSON path of the first value that looks like a card number, or null. */
+export function findCardNumber(value: unknown, path: string[] = [], depth = 0): string[] | null {
+  if (depth > 32) return null;
+  if (typeof value === 'string') return containsPan(value) ? path : null;
+  if (typeof value === 'number') return Number.isInteger(value) && containsPan(String(value)) ? path : null;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const hit = findCardNumber(value[i], [...path, String(i)], depth + 1);
+      if (hit) return hit;
+    }
+    return null;
+  }
+  if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (containsPan(k)) return [...path, k];
+      const hit = findCardNumber(v, [...path, k], depth + 1);
+      if (hit) return hit;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,162 @@
+/**
+ * The HTTP API: one Fastify instance with request ids, auth, the card-number guard, zod
+ * validation that also generates the OpenAPI document, and the error table.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import sjson from 'secure-json-parse';
+import type { Logger } from 'pino';
+import { AppError } from '../domain/errors.js';
+import { findCardNumber } from '../domain/sensitive-data.js';
+import type { Db } from '../db/pool.js';
+import { migrationsApplied } from '../db/migrate.js';
+import type { ConnectorRegistry } from '../connectors/registry.js';
+import type { KeyHasher } from '../merchants/secrets.js';
+import { merchantForKey } from '../merchants/store.js';
+import { newId } from '../lib/ids.js';
+import { invalidKey, requireKey } from './auth.js';
+import { sendError, toAppError } from './errors.js';
+import { paymentRoutes } from './routes/payments.js';
+import { adminRoutes } from './routes/admin.js';
+
+export interface AppOptions {
+  db: Db;
+  connectors: ConnectorRegistry;
+  hasher: KeyHasher;
+  /** Constant-time check of a presented admin key. */
+  verifyAdminKey: (clear: string) => boolean;
+  logger: Logger;
+  bodyLimit: number;
+  idempotency: { lockSeconds: number; ttlSeconds: number };
+  /** Mounts extra plugins (the mock provider under /mock-provider) before the app is ready. */
+  plugins?: ((app: FastifyInstance) => Promise<void>)[];
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+function routeKind(url: string): 'public' | 'admin' | 'merchant' {
+  if (url.startsWith('/v1/admin/')) return 'admin';
+  if (url.startsWith('/v1/connectors/')) return 'public';
+  if (url.startsWith('/v1/')) return 'merchant';
+  return 'public';
+}
+
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  let draining = false;
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    // One log line per request, written by our onResponse hook with the ids that matter.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimit,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId('evt').replace('evt_', 'req_');
+    },
+    requestIdHeader: false,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('merchant', null);
+
+  // Strict JSON: prototype pollution keys refused; an empty body is no body.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }));
+    } catch {
+      done(new AppError('INVALID_JSON', 'The request body is not valid JSON.'), undefined);
+    }
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Switchyard API', version: '1.0.0', description: 'Payment orchestration: every amount is an integer in minor units.' },
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key' },
+          bearer: { type: 'http', scheme: 'bearer' },
+          adminKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key', description: 'The admin key (SWITCHYARD_ADMIN_KEY)' },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('X-Request-Id', String(req.id));
+    const kind = routeKind(req.url);
+    if (kind === 'public') return;
+    const key = requireKey(req);
+    if (kind === 'admin') {
+      if (!opts.verifyAdminKey(key)) throw invalidKey();
+      return;
+    }
+    const merchant = await merchantForKey(opts.db, opts.hasher, key);
+    if (!merchant) throw invalidKey();
+    req.merchant = merchant;
+  });
+
+  // Raw card numbers are refused before validation, storage or logging (SPEC §5).
+  app.addHook('preValidation', async (req) => {
+    const hit = findCardNumber(req.body) ?? findCardNumber(req.query);
+    if (hit) {
+      throw new AppError('SCHEMA_SENSITIVE_DATA', 'Raw card numbers are never accepted; send a payment_method_token instead.', {
+        layer: 'schema',
+        details: { field: hit.join('.') },
+      });
+    }
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const params = req.params as Record<string, unknown> | undefined;
+    req.log.info(
+      {
+        req_id: req.id,
+        method: req.method,
+        route: req.routeOptions.url ?? 'unknown',
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+        merchant_id: req.merchant?.id,
+        payment_id: typeof params?.id === 'string' && params.id.startsWith('pay_') ? params.id : undefined,
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler(async (err, req, reply) => {
+    const appErr = toAppError(err, req);
+    if (appErr.code === 'INTERNAL_ERROR') req.log.error({ err: { type: (err as Error).name, message: (err as Error).message, stack: (err as Error).stack } }, 'unhandled error');
+    return sendError(reply, appErr);
+  });
+  app.setNotFoundHandler(async (req, reply) =>
+    sendError(reply, new AppError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}.`)),
+  );
+
+  const idem = { db: opts.db, ...opts.idempotency };
+  const deps = { db: opts.db, connectors: opts.connectors };
+  paymentRoutes(app, deps, idem);
+  adminRoutes(app, opts.db, opts.hasher, idem);
+
+  app.get('/health/liveness', { schema: { tags: ['health'] } }, async () => ({ status: 'ok' }));
+  app.get('/health/startup', { schema: { tags: ['health'] } }, async () => ({ status: 'ok' }));
+  app.get('/health/readiness', { schema: { tags: ['health'] } }, async (_req, reply) => {
+    const database = await opts.db.query('SELECT 1').then(() => true, () => false);
+    const migrations = database && (await migrationsApplied(opts.db));
+    const ready = database && migrations && !draining;
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ok' : 'unavailable', checks: { database, migrations, draining } });
+  });
+  app.addHook('preClose', async () => {
+    draining = true;
+  });
+
+  for (const plugin of opts.plugins ?? []) await plugin(app);
+  return app;
+}
+
+export type { FastifyRequest };

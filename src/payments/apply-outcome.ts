@@ -1,0 +1,136 @@
+/**
+ * Applies what a connector said about one attempt to the attempt and its payment, in one
+ * transaction. Used after a live call, after a sync (resume, reconciliation) and by provider
+ * webhooks, so every path reaches the same state for the same provider fact.
+ */
+import { pathTo, type PaymentStatus } from '../domain/state-machine.js';
+import type { Tx } from '../db/pool.js';
+import type { ConnectorOutcome } from '../connectors/port.js';
+import { completeAttempt, emitPaymentEvent, emitRefundEvent, getAttempt, patchPayment, transition, type PaymentPatch } from './store.js';
+import { paymentToApi, type Actor, type AttemptRow, type PaymentRow, type RefundRow } from './types.js';
+
+async function lockById(tx: Tx, paymentId: string): Promise<PaymentRow> {
+  const r = await tx.query<PaymentRow>('SELECT * FROM payments WHERE id = $1 FOR UPDATE', [paymentId]);
+  return r.rows[0]!;
+}
+
+/** Walks the allowed path to `target`; a contradiction of a terminal state goes to manual review. */
+export async function moveTo(tx: Tx, p: PaymentRow, target: PaymentStatus, cause: string, by: Actor, patch: PaymentPatch = {}): Promise<PaymentRow> {
+  const path = pathTo(p.status, target);
+  if (path === null) {
+    if (p.reconciliation_status === 'manual_review') return p;
+    const flagged = await patchPayment(tx, p, { reconciliation_status: 'manual_review' });
+    return emitPaymentEvent(tx, flagged, 'payment.reconciliation_required', p.status, by.requestId, {
+      ...paymentToApi(flagged),
+      reconciliation_reason: `provider reported '${target}' for a payment in status '${p.status}' (${cause})`,
+    });
+  }
+  let current = p;
+  for (let i = 0; i < path.length; i++) {
+    const last = i === path.length - 1;
+    current = await transition(tx, current, { to: path[i]!, cause, by, ...(last ? { patch } : {}) });
+  }
+  if (path.length === 0 && Object.keys(patch).length > 0) current = await patchPayment(tx, current, patch);
+  return current;
+}
+
+export interface Applied {
+  payment: PaymentRow;
+  attempt: AttemptRow;
+  /** False when the attempt had already been completed by someone else; nothing was changed. */
+  changed: boolean;
+}
+
+export async function applyOutcome(tx: Tx, attemptId: string, outcome: ConnectorOutcome, by: Actor): Promise<Applied> {
+  const existing = (await getAttempt(tx, attemptId))!;
+  const payment = await lockById(tx, existing.payment_id);
+  const completion =
+    outcome.outcome === 'succeeded'
+      ? { status: 'succeeded' as const, providerReference: outcome.providerReference, providerStatus: outcome.providerStatus, response: outcome.raw }
+      : outcome.outcome === 'pending'
+        ? { status: 'unknown' as const, providerReference: outcome.providerReference, providerStatus: 'pending', response: outcome.raw }
+        : outcome.outcome === 'declined'
+          ? { status: 'failed' as const, providerReference: outcome.providerReference ?? null, errorCode: outcome.code, errorMessage: outcome.message, response: outcome.raw }
+          : outcome.outcome === 'error'
+            ? { status: 'failed' as const, errorCode: outcome.code, errorMessage: outcome.message, response: outcome.raw }
+            : { status: 'unknown' as const, errorCode: outcome.reason, errorMessage: outcome.message };
+  const attempt = await completeAttempt(tx, attemptId, completion);
+  if (!attempt) return { payment, attempt: (await getAttempt(tx, attemptId))!, changed: false };
+
+  const cause = `${attempt.operation}:${outcome.outcome}`;
+  let p = payment;
+  switch (attempt.operation) {
+    case 'authorize':
+      p = await applyAuthorize(tx, p, attempt, outcome, cause, by);
+      break;
+    case 'capture':
+      if (outcome.outcome === 'succeeded') {
+        p = await moveTo(tx, p, 'captured', cause, by, {
+          amount_captured: attempt.amount ?? p.amount_capturable,
+          amount_capturable: 0,
+        });
+      }
+      break;
+    case 'void':
+      if (outcome.outcome === 'succeeded') p = await moveTo(tx, p, 'canceled', cause, by, { amount_capturable: 0 });
+      break;
+    case 'refund':
+      p = await applyRefund(tx, p, attempt, outcome, by);
+      break;
+  }
+  return { payment: p, attempt, changed: true };
+}
+
+async function applyAuthorize(tx: Tx, p: PaymentRow, attempt: AttemptRow, outcome: ConnectorOutcome, cause: string, by: Actor): Promise<PaymentRow> {
+  switch (outcome.outcome) {
+    case 'succeeded': {
+      const captured = outcome.providerStatus === 'captured';
+      return moveTo(tx, p, captured ? 'captured' : 'authorized', cause, by, {
+        connector: attempt.connector,
+        provider_reference: outcome.providerReference,
+        amount_capturable: captured ? 0 : p.amount,
+        amount_captured: captured ? p.amount : 0,
+      });
+    }
+    case 'pending':
+      return moveTo(tx, p, 'processing', cause, by, { connector: attempt.connector, provider_reference: outcome.providerReference });
+    case 'unknown':
+      return moveTo(tx, p, 'processing', cause, by, { connector: attempt.connector });
+    case 'declined':
+      return moveTo(tx, p, 'failed', cause, by, {
+        connector: attempt.connector,
+        failure_code: outcome.code,
+        failure_message: outcome.message,
+      });
+    case 'error':
+      // Certainly not charged: the payment stays where it was, free to go to another connector.
+      return p;
+  }
+}
+
+async function applyRefund(tx: Tx, p: PaymentRow, attempt: AttemptRow, outcome: ConnectorOutcome, by: Actor): Promise<PaymentRow> {
+  if (outcome.outcome === 'unknown' || outcome.outcome === 'pending') return p;
+  const succeeded = outcome.outcome === 'succeeded';
+  const r = await tx.query<RefundRow>(
+    `UPDATE refunds SET status = $2, failure_code = $3, failure_message = $4, provider_reference = $5, updated_at = now()
+      WHERE id = $1 AND status = 'pending' RETURNING *`,
+    [
+      attempt.refund_id,
+      succeeded ? 'succeeded' : 'failed',
+      succeeded ? null : outcome.code,
+      succeeded ? null : outcome.message,
+      succeeded ? outcome.providerReference : null,
+    ],
+  );
+  const refund = r.rows[0];
+  if (!refund) return p;
+  let current = p;
+  if (succeeded) {
+    const refunded = p.amount_refunded + refund.amount;
+    current =
+      refunded >= p.amount_captured
+        ? await moveTo(tx, p, 'refunded', `refund:${refund.id}`, by, { amount_refunded: refunded })
+        : await patchPayment(tx, p, { amount_refunded: refunded });
+  }
+  return emitRefundEvent(tx, current, refund, succeeded ? 'refund.succeeded' : 'refund.failed', by.requestId);
+}

@@ -1,0 +1,72 @@
+/**
+ * Sends a pending payment to its connectors in routing order. Failover to the next connector
+ * happens only when the previous one certainly did not charge; a timeout stops here with the
+ * payment in `processing`.
+ */
+import { AppError } from '../domain/errors.js';
+import { withTx } from '../db/pool.js';
+import { routeOrder } from '../connectors/registry.js';
+import { executeAttempt, resolveAttempt } from './attempts.js';
+import type { OperationContext, PaymentDeps } from './context.js';
+import { merchantActor } from './context.js';
+import { insertAttempt, lockPayment, openAttempts } from './store.js';
+import type { PaymentRow } from './types.js';
+
+export interface AuthorizeOptions {
+  /** A resumed request may settle an attempt its predecessor left open; a fresh one may not. */
+  resume: boolean;
+}
+
+export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext, paymentId: string, opts: AuthorizeOptions): Promise<PaymentRow> {
+  const by = merchantActor(ctx);
+  const tried = new Set<string>();
+  for (;;) {
+    const step = await withTx(deps.db, async (tx) => {
+      const p = await lockPayment(tx, ctx.merchant.id, paymentId);
+      const open = (await openAttempts(tx, p.id)).find((a) => a.operation === 'authorize');
+      if (open) {
+        if (!opts.resume) {
+          throw new AppError('PAYMENT_INVALID_STATE', 'An authorization of this payment is already in progress.', {
+            details: { payment_id: p.id, status: p.status },
+          });
+        }
+        return { kind: 'resolve' as const, attempt: open };
+      }
+      if (p.status !== 'pending') {
+        if (opts.resume) return { kind: 'done' as const, payment: p };
+        throw new AppError('PAYMENT_INVALID_STATE', `Only a pending payment can be confirmed; this one is '${p.status}'.`, {
+          details: { payment_id: p.id, status: p.status },
+        });
+      }
+      const candidates = routeOrder(ctx.merchant.connectors, deps.connectors).filter((n) => !tried.has(n));
+      const connector = candidates[0];
+      if (!connector) {
+        throw new AppError('CONNECTOR_UNAVAILABLE', 'No payment connector is available for this merchant right now; nothing was charged.', {
+          retryAfter: 30,
+          details: { payment_id: p.id },
+        });
+      }
+      const attempt = await insertAttempt(tx, {
+        paymentId: p.id,
+        merchantId: p.merchant_id,
+        operation: 'authorize',
+        connector,
+        amount: p.amount,
+        request: { amount: p.amount, currency: p.currency, payment_method: p.payment_method, capture: p.capture_method === 'automatic' },
+      });
+      return { kind: 'execute' as const, attempt };
+    });
+    if (step.kind === 'done') return step.payment;
+    const applied = step.kind === 'resolve' ? await resolveAttempt(deps, step.attempt, by) : await executeAttempt(deps, step.attempt, by);
+    tried.add(applied.attempt.connector);
+    // A failed attempt on a still-pending payment is a certain non-charge: try the next connector.
+    if (applied.attempt.status === 'failed' && applied.payment.status === 'pending') continue;
+    const p = applied.payment;
+    if (p.status === 'failed') {
+      throw new AppError('PAYMENT_DECLINED', p.failure_message ?? 'The payment was declined.', {
+        details: { payment_id: p.id, decline_code: p.failure_code },
+      });
+    }
+    return p;
+  }
+}

@@ -1,0 +1,68 @@
+/** Assembles the API process: connectors, admin key, the HTTP app and (optionally) the mock provider. */
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/config.js';
+import type { Db } from '../db/pool.js';
+import type { Logger } from '../lib/logger.js';
+import { createRegistry, type ConnectorRegistry } from '../connectors/registry.js';
+import { createMockConnector } from '../connectors/mock/index.js';
+import { createFlakyConnector } from '../connectors/flaky/index.js';
+import { mockProviderPlugin } from '../mock-provider/app.js';
+import { loadKeyHasher } from '../merchants/secrets.js';
+import { buildApp } from '../http/app.js';
+import { loadAdminKey, type AdminKey } from './admin-key.js';
+
+export interface ApiProcess {
+  app: FastifyInstance;
+  adminKey: AdminKey;
+  connectors: ConnectorRegistry;
+}
+
+export function connectorRegistry(config: Config, mockProviderUrl: string): ConnectorRegistry {
+  const common = {
+    baseUrl: mockProviderUrl,
+    connectTimeoutMs: config.CONNECTOR_CONNECT_TIMEOUT_MS,
+    authorizeTimeoutMs: config.CONNECTOR_AUTHORIZE_TIMEOUT_MS,
+    timeoutMs: config.CONNECTOR_TIMEOUT_MS,
+    webhookSecret: config.MOCK_PROVIDER_WEBHOOK_SECRET,
+  };
+  return createRegistry([createMockConnector({ ...common, name: 'mock' }), createFlakyConnector(common)]);
+}
+
+export function mockProviderOptions(config: Config, db: Db, selfUrl: string) {
+  return {
+    db,
+    hangMs: config.MOCK_PROVIDER_HANG_MS,
+    webhookSecret: config.MOCK_PROVIDER_WEBHOOK_SECRET,
+    webhookUrl: `${selfUrl}/v1/connectors/{connector}/webhooks`,
+    flaky: {
+      seed: config.FLAKY_SEED,
+      failureRate: config.FLAKY_FAILURE_RATE,
+      timeoutRate: config.FLAKY_TIMEOUT_RATE,
+      latencyMs: config.FLAKY_LATENCY_MS,
+    },
+  };
+}
+
+/**
+ * `selfUrl` is where this process will listen; without MOCK_PROVIDER_URL the mock provider is
+ * mounted here under /mock-provider and the connectors reach it over real HTTP on loopback.
+ */
+export async function createApiProcess(config: Config, db: Db, log: Logger, selfUrl: string): Promise<ApiProcess> {
+  const mountProvider = !config.MOCK_PROVIDER_URL;
+  const providerUrl = config.MOCK_PROVIDER_URL ?? `${selfUrl}/mock-provider`;
+  const connectors = connectorRegistry(config, providerUrl);
+  const adminKey = await loadAdminKey(db, config.SWITCHYARD_ADMIN_KEY, config.SWITCHYARD_DATA_DIR);
+  const app = await buildApp({
+    db,
+    connectors,
+    hasher: await loadKeyHasher(db),
+    verifyAdminKey: adminKey.verify,
+    logger: log,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    idempotency: { lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS, ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS },
+    plugins: mountProvider
+      ? [async (a) => a.register(async (scoped) => mockProviderPlugin(scoped, mockProviderOptions(config, db, selfUrl)), { prefix: '/mock-provider' })]
+      : [],
+  });
+  return { app, adminKey, connectors };
+}
