@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 /**
  * Owns every timer and background task the mock provider starts (hangs, asynchronous settlements,
  * webhook retries), so that closing the server cancels them instead of leaving a test process
@@ -14,6 +16,11 @@ export class Lifecycle {
   private readonly controller = new AbortController();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly tasks = new Set<Promise<unknown>>();
+
+  constructor() {
+    // Every hang and every webhook request listens on this one signal; hundreds at once are normal.
+    setMaxListeners(0, this.controller.signal);
+  }
 
   get signal(): AbortSignal {
     return this.controller.signal;

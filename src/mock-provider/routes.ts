@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Db } from '../db/pool.js';
+import type { Db, Tx } from '../db/pool.js';
 import type { ProviderMode } from './charges.js';
 import { chargeView } from './charges.js';
 import type { Effect, FollowUp } from './effects.js';
@@ -11,7 +11,6 @@ import { ProviderClosedError } from './lifecycle.js';
 import type { Claim } from './operations.js';
 import { findOperation, runIdempotent } from './operations.js';
 import { amountBody, chargeBody, describeIssues } from './schemas.js';
-import type { Tx } from '../db/pool.js';
 import type { WebhookSender } from './webhooks.js';
 
 export interface ProviderContext {

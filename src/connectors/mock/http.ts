@@ -23,7 +23,7 @@ const NEVER_SENT = new Set([
   // Dispatch on a closed pool is refused before anything is written.
   'UND_ERR_CLOSED',
 ]);
-const READ_TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const READ_TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_ABORTED']);
 
 function errorCodes(err: unknown, depth = 0): string[] {
   if (!err || typeof err !== 'object' || depth > 3) return [];
@@ -38,7 +38,9 @@ function errorCodes(err: unknown, depth = 0): string[] {
 export function classifyFailure(err: unknown): Exclude<Exchange, { kind: 'response' }> {
   const message = err instanceof Error ? err.message : String(err);
   const codes = errorCodes(err);
-  if (codes.some((c) => READ_TIMEOUTS.has(c))) return { kind: 'timeout', message };
+  // Our own deadline aborts with a TimeoutError; nothing else aborts these requests.
+  const aborted = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+  if (aborted || codes.some((c) => READ_TIMEOUTS.has(c))) return { kind: 'timeout', message };
   const [first] = codes;
   // Every address refused or was unreachable: only then is "never sent" certain.
   if (first !== undefined && codes.every((c) => NEVER_SENT.has(c))) {
@@ -64,6 +66,10 @@ export async function exchange(dispatcher: Dispatcher, req: ExchangeRequest): Pr
     const res = await request(req.url, {
       method: req.method,
       dispatcher,
+      // undici checks headersTimeout/bodyTimeout on a coarse clock (up to ~1 s late); this native
+      // timer makes the deadline exact. It also bounds connecting, so a slow connect can end as
+      // a timeout (unknown) rather than unreachable: the cautious side.
+      signal: AbortSignal.timeout(req.readTimeoutMs),
       headers: {
         accept: 'application/json',
         ...(req.body === undefined ? {} : { 'content-type': 'application/json' }),
