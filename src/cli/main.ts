@@ -14,12 +14,14 @@ import { loadKeyHasher } from '../merchants/secrets.js';
 import { buildMockProviderServer } from '../mock-provider/app.js';
 import { mockProviderOptions } from '../runtime/api.js';
 import { parseFlags } from './args.js';
+import { startWorker, type WorkerHandle } from '../worker/worker.js';
 import { KYC_STATUSES, ONBOARDING_STATUSES, RATE_TIERS } from '../domain/merchant.js';
 
 const USAGE = `Usage: switchyard <command>
 
-  start                 API (and, once it exists, the worker) in one process; the default first run
+  start                 the API and the worker in one process; the default first run
   api                   the HTTP API only
+  worker                the background jobs only (outbox relay, webhook deliveries, housekeeping)
   migrate               apply pending database migrations
   seed                  create a demo merchant and print its API key
   merchant create --name NAME [--onboarding-status activated] [--kyc-status approved]
@@ -35,15 +37,48 @@ function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolean }): Promise<void> {
+function onSignals(log: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: readiness off, no new work, draining in-flight work');
+    const timer = setTimeout(() => {
+      log.error('shutdown grace period over; exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    timer.unref();
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: (err as Error).message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', () => handler('SIGINT'));
+}
+
+async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolean; api: boolean; worker: boolean }): Promise<void> {
   const database = await openDatabase(config, log, { migrate: true });
+  let worker: WorkerHandle | null = null;
+  if (opts.worker) worker = await startWorker(config, database.db, database.url, log);
+  if (!opts.api) {
+    print('Switchyard worker running.');
+    onSignals(log, async () => {
+      await worker?.stop();
+      await database.close();
+    });
+    return;
+  }
   const host = config.HOST;
   const port = config.PORT;
   const selfUrl = `http://127.0.0.1:${port}`;
-  const api = await createApiProcess(config, database.db, log, selfUrl);
+  const api = await createApiProcess(config, database.db, database.url, log, selfUrl);
   await api.app.listen({ host, port });
 
-  const lines: string[] = [`Switchyard API listening on http://${host === '0.0.0.0' ? 'localhost' : host}:${port}  (OpenAPI UI: /docs)`];
+  const lines: string[] = [`Switchyard ${opts.worker ? 'API and worker' : 'API'} listening on http://${host === '0.0.0.0' ? 'localhost' : host}:${port}  (OpenAPI UI: /docs)`];
   if (api.adminKey.generated) {
     lines.push('', `Admin key (shown once; also saved to ${path.join(config.SWITCHYARD_DATA_DIR, 'admin-key')}):`, `  ${api.adminKey.generated}`);
   }
@@ -54,23 +89,11 @@ async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolea
     lines.push('', `Demo merchant ${demo.merchant.id} created. Its API key (shown once; also in ${file}):`, `  ${demo.key}`, '', 'Try it:', tryItCurl(`http://localhost:${port}`, demo.key));
   }
   print(lines.join('\n'));
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down: draining in-flight requests');
-    const timer = setTimeout(() => {
-      log.error('shutdown grace period over; exiting');
-      process.exit(1);
-    }, SHUTDOWN_GRACE_MS);
-    timer.unref();
-    await api.app.close();
+  onSignals(log, async () => {
+    await api.close();
+    await worker?.stop();
     await database.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  });
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -84,9 +107,11 @@ async function main(argv: string[]): Promise<void> {
   const log = createLogger(config.LOG_LEVEL);
   switch (command) {
     case 'start':
-      return serve(config, log, { seedOnFirstRun: true });
+      return serve(config, log, { seedOnFirstRun: true, api: true, worker: true });
     case 'api':
-      return serve(config, log, { seedOnFirstRun: false });
+      return serve(config, log, { seedOnFirstRun: false, api: true, worker: false });
+    case 'worker':
+      return serve(config, log, { seedOnFirstRun: false, api: false, worker: true });
     case 'migrate': {
       const database = await openDatabase(config, log, { migrate: true });
       print('Migrations are up to date.');

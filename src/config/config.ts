@@ -29,6 +29,22 @@ const schema = z.object({
   FLAKY_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.1),
   FLAKY_TIMEOUT_RATE: z.coerce.number().min(0).max(1).default(0.05),
   FLAKY_LATENCY_MS: int(50),
+  WEBHOOK_TIMEOUT_MS: int(10_000, 100),
+  /** Seconds before attempt 1, 2, …: immediately, 1 min, 5 min, 15 min, 1 h, 6 h, 24 h; then dead. */
+  WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, 'a comma-separated list of seconds')
+    .default('0,60,300,900,3600,21600,86400'),
+  WEBHOOK_LEASE_SECONDS: int(30, 1),
+  WEBHOOK_JOB_EXPIRE_SECONDS: int(60, 1),
+  WEBHOOK_BACKLOG_THRESHOLD: int(10_000, 1),
+  WEBHOOK_DROPPABLE_TYPES: z.string().default('payment.created,payment.processing'),
+  WEBHOOK_CONCURRENCY: int(4, 1),
+  WEBHOOK_BATCH_SIZE: int(20, 1),
+  OUTBOX_BATCH_SIZE: int(500, 1),
+  OUTBOX_POLL_MS: int(1000, 10),
+  WORKER_MAINTENANCE_SECONDS: int(30, 1),
+  HOUSEKEEPING_CRON: z.string().default('*/5 * * * *'),
 });
 
 export type Config = z.infer<typeof schema>;

@@ -20,6 +20,9 @@ import { invalidKey, requireKey } from './auth.js';
 import { sendError, toAppError } from './errors.js';
 import { paymentRoutes } from './routes/payments.js';
 import { adminRoutes } from './routes/admin.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import type { PgBoss } from '../worker/queue.js';
+import type { Mode } from '../webhooks/url-policy.js';
 
 export interface AppOptions {
   db: Db;
@@ -30,6 +33,9 @@ export interface AppOptions {
   logger: Logger;
   bodyLimit: number;
   idempotency: { lockSeconds: number; ttlSeconds: number };
+  /** The job engine, for replays the API schedules (retry, redeliver, recover). */
+  boss: PgBoss;
+  mode: Mode;
   /** Mounts extra plugins (the mock provider under /mock-provider) before the app is ready. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -142,6 +148,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const deps = { db: opts.db, connectors: opts.connectors };
   paymentRoutes(app, deps, idem);
   adminRoutes(app, opts.db, opts.hasher, idem);
+  webhookRoutes(app, { db: opts.db, boss: opts.boss, mode: opts.mode }, idem);
 
   app.get('/health/liveness', { schema: { tags: ['health'] } }, async () => ({ status: 'ok' }));
   app.get('/health/startup', { schema: { tags: ['health'] } }, async () => ({ status: 'ok' }));

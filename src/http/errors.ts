@@ -25,9 +25,11 @@ export function sendError(reply: FastifyReply, err: AppError): FastifyReply {
 }
 
 interface ValidationIssue {
+  /** The zod issue code (fastify-type-provider-zod puts it here, the rest of the issue in params). */
+  keyword?: string;
   instancePath: string;
   message?: string;
-  params: { issue?: { code: string; path?: PropertyKey[]; keys?: string[] } };
+  params: { issue?: { code: string; path?: PropertyKey[]; keys?: string[] }; keys?: string[] };
 }
 
 function valueAt(root: unknown, path: PropertyKey[]): unknown {
@@ -49,7 +51,7 @@ const FIELD_CODES: Record<string, ErrorCode> = {
 /** Maps the first zod issue of a request to a stable schema error code. */
 export function schemaError(issues: ValidationIssue[], context: string, input: unknown): AppError {
   const first = issues[0]!;
-  const issue = first.params.issue;
+  const issue = first.params.issue ?? (first.keyword ? { code: first.keyword, keys: first.params.keys } : undefined);
   const path = issue?.path ?? first.instancePath.split('/').filter(Boolean);
   const field = path.map(String).join('.');
   const where = context === 'body' ? '' : `${context} `;

@@ -1,6 +1,7 @@
 /** Read side of payments: every query is scoped to the merchant, so foreign ids read as missing. */
 import { AppError } from '../domain/errors.js';
 import type { Queryable } from '../db/pool.js';
+import { eventToApi, type EventRow } from '../events/events.js';
 import { attemptToApi, paymentToApi, refundToApi, type AttemptRow, type PaymentRow, type RefundRow } from './types.js';
 
 export interface Page<T> {
@@ -72,33 +73,6 @@ export async function findRefund(q: Queryable, merchantId: string, id: string): 
   const r = await q.query<RefundRow>('SELECT * FROM refunds WHERE id = $1 AND merchant_id = $2', [id, merchantId]);
   if (!r.rows[0]) throw new AppError('RESOURCE_NOT_FOUND', `No such refund: '${id}'.`);
   return refundToApi(r.rows[0]);
-}
-
-interface EventRow {
-  id: string;
-  type: string;
-  api_version: string;
-  sequence: number;
-  previous_status: string | null;
-  correlation_id: string | null;
-  data: Record<string, unknown>;
-  payment_id: string | null;
-  created_at: Date;
-}
-
-export function eventToApi(e: EventRow): Record<string, unknown> {
-  return {
-    id: e.id,
-    object: 'event',
-    type: e.type,
-    version: e.api_version,
-    created_at: e.created_at.toISOString(),
-    source: 'switchyard',
-    correlation_id: e.correlation_id,
-    sequence: e.sequence,
-    previous_status: e.previous_status,
-    data: e.data,
-  };
 }
 
 export async function listPaymentEvents(q: Queryable, merchantId: string, paymentId: string): Promise<Page<Record<string, unknown>>> {

@@ -10,11 +10,15 @@ import { mockProviderPlugin } from '../mock-provider/app.js';
 import { loadKeyHasher } from '../merchants/secrets.js';
 import { buildApp } from '../http/app.js';
 import { loadAdminKey, type AdminKey } from './admin-key.js';
+import { startBoss, type PgBoss } from '../worker/queue.js';
 
 export interface ApiProcess {
   app: FastifyInstance;
   adminKey: AdminKey;
   connectors: ConnectorRegistry;
+  boss: PgBoss;
+  /** Stops taking requests, lets in-flight ones finish, then releases connections. */
+  close(): Promise<void>;
 }
 
 export function connectorRegistry(config: Config, mockProviderUrl: string): ConnectorRegistry {
@@ -47,10 +51,11 @@ export function mockProviderOptions(config: Config, db: Db, selfUrl: string) {
  * `selfUrl` is where this process will listen; without MOCK_PROVIDER_URL the mock provider is
  * mounted here under /mock-provider and the connectors reach it over real HTTP on loopback.
  */
-export async function createApiProcess(config: Config, db: Db, log: Logger, selfUrl: string): Promise<ApiProcess> {
+export async function createApiProcess(config: Config, db: Db, databaseUrl: string, log: Logger, selfUrl: string): Promise<ApiProcess> {
   const mountProvider = !config.MOCK_PROVIDER_URL;
   const providerUrl = config.MOCK_PROVIDER_URL ?? `${selfUrl}/mock-provider`;
   const connectors = connectorRegistry(config, providerUrl);
+  const boss = await startBoss({ connectionString: databaseUrl, worker: false, deliveryExpireSeconds: config.WEBHOOK_JOB_EXPIRE_SECONDS });
   const adminKey = await loadAdminKey(db, config.SWITCHYARD_ADMIN_KEY, config.SWITCHYARD_DATA_DIR);
   const app = await buildApp({
     db,
@@ -60,9 +65,21 @@ export async function createApiProcess(config: Config, db: Db, log: Logger, self
     logger: log,
     bodyLimit: config.BODY_LIMIT_BYTES,
     idempotency: { lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS, ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS },
+    boss,
+    mode: config.SWITCHYARD_MODE,
     plugins: mountProvider
       ? [async (a) => a.register(async (scoped) => mockProviderPlugin(scoped, mockProviderOptions(config, db, selfUrl)), { prefix: '/mock-provider' })]
       : [],
   });
-  return { app, adminKey, connectors };
+  return {
+    app,
+    adminKey,
+    connectors,
+    boss,
+    async close() {
+      await app.close();
+      await Promise.all(connectors.names().map((n) => (connectors.get(n) as { close?: () => Promise<void> }).close?.()));
+      await boss.stop({ graceful: false, wait: true });
+    },
+  };
 }

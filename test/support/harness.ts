@@ -9,6 +9,7 @@ import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { createApiProcess, mockProviderOptions } from '../../src/runtime/api.js';
 import { buildMockProviderServer } from '../../src/mock-provider/app.js';
+import { startWorker, type WorkerHandle } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 
 export const ADMIN_KEY = 'test_admin_key_0123456789abcdef';
@@ -20,12 +21,14 @@ export interface Harness {
   config: Config;
   app: FastifyInstance;
   provider: FastifyInstance;
-  /** Every log line written by the API so far. */
+  /** Every log line written by the API (and worker) so far. */
   logs: string[];
+  /** Set when started with { worker: true }. */
+  worker: WorkerHandle | null;
   close(): Promise<void>;
 }
 
-export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+export async function startHarness(env: Record<string, string> = {}, opts: { worker?: boolean } = {}): Promise<Harness> {
   const database = await createTestDatabase();
   const logs: string[] = [];
   const sink = new Writable({
@@ -58,10 +61,11 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const providerAddr = provider.server.address();
   const providerUrl = `http://127.0.0.1:${typeof providerAddr === 'object' && providerAddr ? providerAddr.port : 0}`;
   const cfg = { ...config, MOCK_PROVIDER_URL: providerUrl };
-  const api = await createApiProcess(cfg, database.db, log, providerUrl);
+  const api = await createApiProcess(cfg, database.db, database.url, log, providerUrl);
   await api.app.listen({ host: '127.0.0.1', port: 0 });
   const addr = api.app.server.address();
   apiUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  const worker = opts.worker ? await startWorker(cfg, database.db, database.url, log) : null;
   return {
     url: apiUrl,
     providerUrl,
@@ -70,8 +74,10 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     app: api.app,
     provider,
     logs,
+    worker,
     async close() {
-      await api.app.close();
+      await api.close();
+      await worker?.stop();
       await provider.close();
       await database.drop();
     },

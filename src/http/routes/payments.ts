@@ -15,6 +15,7 @@ import { idParam } from '../schemas/common.js';
 import type { FastifyRequest } from 'fastify';
 
 const security: Record<string, string[]>[] = [{ apiKey: [] }, { bearer: [] }];
+// Optional bodies are nullish: Fastify validates a request without a body as null, not undefined.
 const idempotencyHeader = z.object({ 'idempotency-key': z.string().optional().describe('1–255 printable characters; see the idempotency guide.') });
 
 function ctxOf(req: FastifyRequest): OperationContext {
@@ -52,7 +53,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   );
 
   r.post('/v1/payments/:id/confirm', {
-    schema: { tags: ['payments'], summary: 'Send a pending payment to its connector', security, params: idParam('pay'), body: emptyBody.optional(), headers: idempotencyHeader },
+    schema: { tags: ['payments'], summary: 'Send a pending payment to its connector', security, params: idParam('pay'), body: emptyBody.nullish(), headers: idempotencyHeader },
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 200,
@@ -61,7 +62,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   );
 
   r.post('/v1/payments/:id/capture', {
-    schema: { tags: ['payments'], summary: 'Capture an authorized payment (partially or fully)', security, params: idParam('pay'), body: captureBody.optional(), headers: idempotencyHeader },
+    schema: { tags: ['payments'], summary: 'Capture an authorized payment (partially or fully)', security, params: idParam('pay'), body: captureBody.nullish(), headers: idempotencyHeader },
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 200,
@@ -70,7 +71,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   );
 
   r.post('/v1/payments/:id/cancel', {
-    schema: { tags: ['payments'], summary: 'Cancel a pending payment or void an authorized one', security, params: idParam('pay'), body: cancelBody.optional(), headers: idempotencyHeader },
+    schema: { tags: ['payments'], summary: 'Cancel a pending payment or void an authorized one', security, params: idParam('pay'), body: cancelBody.nullish(), headers: idempotencyHeader },
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 200,
@@ -79,7 +80,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   );
 
   r.post('/v1/payments/:id/refunds', {
-    schema: { tags: ['refunds'], summary: 'Refund a captured payment (partially or fully)', security, params: idParam('pay'), body: refundBody.optional(), headers: idempotencyHeader },
+    schema: { tags: ['refunds'], summary: 'Refund a captured payment (partially or fully)', security, params: idParam('pay'), body: refundBody.nullish(), headers: idempotencyHeader },
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 201,

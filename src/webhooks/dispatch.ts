@@ -1,0 +1,78 @@
+/**
+ * The outbox relay: turns committed events into one delivery per matching endpoint, each with its
+ * pg-boss job, and marks the events dispatched — all in one transaction, so an event is fanned out
+ * exactly once however many workers run (SKIP LOCKED spreads batches between them).
+ */
+import { matchesAny } from '../domain/event-filter.js';
+import { withTx, type Db, type Tx } from '../db/pool.js';
+import { newId } from '../lib/ids.js';
+import { QUEUE, inTx, type PgBoss } from '../worker/queue.js';
+
+export interface DispatchSettings {
+  /** Above this many pending deliveries, an endpoint's droppable events are dropped. */
+  backlogThreshold: number;
+  droppableTypes: readonly string[];
+  batchSize: number;
+}
+
+export interface DispatchResult {
+  events: number;
+  deliveries: number;
+  dropped: number;
+}
+
+async function backlogOf(tx: Tx, endpointId: string, cap: number): Promise<number> {
+  const r = await tx.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' LIMIT $2) b`,
+    [endpointId, cap + 1],
+  );
+  return r.rows[0]!.n;
+}
+
+export async function dispatchBatch(db: Db, boss: PgBoss, settings: DispatchSettings): Promise<DispatchResult> {
+  return withTx(db, async (tx) => {
+    const events = (
+      await tx.query<{ id: string; merchant_id: string; type: string }>(
+        `SELECT id, merchant_id, type FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [settings.batchSize],
+      )
+    ).rows;
+    if (events.length === 0) return { events: 0, deliveries: 0, dropped: 0 };
+
+    const merchants = [...new Set(events.map((e) => e.merchant_id))];
+    const endpoints = (
+      await tx.query<{ id: string; merchant_id: string; enabled_events: string[] }>(
+        `SELECT id, merchant_id, enabled_events FROM webhook_endpoints WHERE status = 'enabled' AND merchant_id = ANY($1)`,
+        [merchants],
+      )
+    ).rows;
+
+    const backlog = new Map<string, number>();
+    const rows: { id: string; merchant_id: string; endpoint_id: string; event_id: string; event_type: string; status: string }[] = [];
+    for (const event of events) {
+      for (const ep of endpoints) {
+        if (ep.merchant_id !== event.merchant_id || !matchesAny(ep.enabled_events, event.type)) continue;
+        let pending = backlog.get(ep.id);
+        if (pending === undefined) pending = await backlogOf(tx, ep.id, settings.backlogThreshold);
+        const drop = pending >= settings.backlogThreshold && settings.droppableTypes.includes(event.type);
+        if (!drop) pending += 1;
+        backlog.set(ep.id, pending);
+        rows.push({ id: newId('wd'), merchant_id: event.merchant_id, endpoint_id: ep.id, event_id: event.id, event_type: event.type, status: drop ? 'dropped' : 'pending' });
+      }
+    }
+    if (rows.length > 0) {
+      await tx.query(
+        `INSERT INTO webhook_deliveries (id, merchant_id, endpoint_id, event_id, event_type, status, next_attempt_at)
+         SELECT id, merchant_id, endpoint_id, event_id, event_type, status, CASE WHEN status = 'pending' THEN now() END
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+             AS t(id, merchant_id, endpoint_id, event_id, event_type, status)`,
+        [rows.map((r) => r.id), rows.map((r) => r.merchant_id), rows.map((r) => r.endpoint_id), rows.map((r) => r.event_id), rows.map((r) => r.event_type), rows.map((r) => r.status)],
+      );
+      const jobs = rows.filter((r) => r.status === 'pending').map((r) => ({ name: QUEUE.delivery, data: { delivery_id: r.id } }));
+      if (jobs.length > 0) await boss.insert(jobs, { db: inTx(tx) });
+    }
+    await tx.query('UPDATE events SET dispatched_at = now() WHERE id = ANY($1)', [events.map((e) => e.id)]);
+    const dropped = rows.filter((r) => r.status === 'dropped').length;
+    return { events: events.length, deliveries: rows.length - dropped, dropped };
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * The job engine: pg-boss on the same PostgreSQL. Jobs are inserted in the caller's transaction
+ * (`inTx`), so a job exists exactly when the row it works on does.
+ */
+import PgBoss from 'pg-boss';
+import type { Tx } from '../db/pool.js';
+
+export const QUEUE = {
+  delivery: 'webhook-delivery',
+  housekeeping: 'housekeeping',
+} as const;
+
+export interface BossOptions {
+  connectionString: string;
+  /** Only worker processes supervise (expire stuck jobs, run schedules). */
+  worker: boolean;
+  maintenanceIntervalSeconds?: number;
+  /** How long a delivery job may run before pg-boss hands it to another worker. */
+  deliveryExpireSeconds: number;
+  poolMax?: number;
+}
+
+export async function startBoss(opts: BossOptions): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString: opts.connectionString,
+    max: opts.poolMax ?? (opts.worker ? 4 : 2),
+    supervise: opts.worker,
+    schedule: opts.worker,
+    migrate: true,
+    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds ?? 30,
+    application_name: opts.worker ? 'switchyard-worker-boss' : 'switchyard-api-boss',
+  });
+  // pg-boss reports background errors as events; an unhandled 'error' event would kill the process.
+  boss.on('error', () => undefined);
+  await boss.start();
+  await boss.createQueue(QUEUE.delivery, {
+    name: QUEUE.delivery,
+    policy: 'standard',
+    // Our own retry schedule lives in the delivery row; these retries only cover a worker that
+    // died mid-job (the job expires and is picked up again).
+    retryLimit: 1000,
+    retryDelay: 1,
+    expireInSeconds: opts.deliveryExpireSeconds,
+  });
+  await boss.createQueue(QUEUE.housekeeping, { name: QUEUE.housekeeping, policy: 'singleton', retryLimit: 3, expireInSeconds: 300 });
+  return boss;
+}
+
+export function inTx(tx: Tx): PgBoss.Db {
+  return { executeSql: (text, values) => tx.query(text, values) };
+}
+
+export async function enqueueDelivery(boss: PgBoss, tx: Tx, deliveryId: string, startAfter?: Date): Promise<void> {
+  await boss.send(QUEUE.delivery, { delivery_id: deliveryId }, { db: inTx(tx), ...(startAfter ? { startAfter } : {}) });
+}
+
+export type { PgBoss };

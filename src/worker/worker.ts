@@ -1,0 +1,114 @@
+/**
+ * The worker process: the outbox relay (woken by NOTIFY on commit, with a slow poll as a safety
+ * net), webhook delivery jobs, and housekeeping on a schedule. Any number may run on one database.
+ */
+import pg from 'pg';
+import type { Config } from '../config/config.js';
+import type { Db } from '../db/pool.js';
+import type { Logger } from '../lib/logger.js';
+import { DEFAULT_DROPPABLE_TYPES } from '../domain/event-filter.js';
+import { dispatchBatch } from '../webhooks/dispatch.js';
+import { createWebhookAgent, deliverOnce } from '../webhooks/deliver.js';
+import { parseSchedule } from '../webhooks/retry-schedule.js';
+import { QUEUE, startBoss, type PgBoss } from './queue.js';
+import { runHousekeeping } from './housekeeping.js';
+
+export interface WorkerHandle {
+  boss: PgBoss;
+  /** Runs the relay now (tests, and after an API-side change). */
+  kick(): void;
+  stop(): Promise<void>;
+}
+
+export async function startWorker(config: Config, db: Db, databaseUrl: string, log: Logger): Promise<WorkerHandle> {
+  const boss = await startBoss({
+    connectionString: databaseUrl,
+    worker: true,
+    maintenanceIntervalSeconds: config.WORKER_MAINTENANCE_SECONDS,
+    deliveryExpireSeconds: config.WEBHOOK_JOB_EXPIRE_SECONDS,
+  });
+  const agent = createWebhookAgent(config.SWITCHYARD_MODE, config.WEBHOOK_TIMEOUT_MS);
+  const delivery = {
+    mode: config.SWITCHYARD_MODE,
+    schedule: parseSchedule(config.WEBHOOK_RETRY_SCHEDULE),
+    timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    leaseSeconds: config.WEBHOOK_LEASE_SECONDS,
+  };
+  const droppable = config.WEBHOOK_DROPPABLE_TYPES.split(',').map((t) => t.trim()).filter(Boolean);
+  const dispatchSettings = {
+    backlogThreshold: config.WEBHOOK_BACKLOG_THRESHOLD,
+    droppableTypes: droppable.length > 0 ? droppable : DEFAULT_DROPPABLE_TYPES,
+    batchSize: config.OUTBOX_BATCH_SIZE,
+  };
+
+  const workerIds: string[] = [];
+  for (let i = 0; i < config.WEBHOOK_CONCURRENCY; i++) {
+    workerIds.push(
+      await boss.work<{ delivery_id: string }>(QUEUE.delivery, { batchSize: config.WEBHOOK_BATCH_SIZE, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+        await Promise.all(
+          jobs.map(async (job) => {
+            const started = performance.now();
+            const outcome = await deliverOnce(db, boss, agent, delivery, job.data.delivery_id);
+            log.info({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, outcome, ms: Math.round(performance.now() - started) }, 'job');
+          }),
+        );
+      }),
+    );
+  }
+
+  // The relay: one run at a time per process, re-run while there was work or a wake-up arrived.
+  let stopping = false;
+  let running = false;
+  let again = false;
+  const relay = async (): Promise<void> => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        const r = await dispatchBatch(db, boss, dispatchSettings);
+        if (r.deliveries > 0) for (const id of workerIds) boss.notifyWorker(id);
+        if (r.events > 0) log.info({ job: 'outbox-relay', ...r }, 'job');
+        if (r.events === dispatchSettings.batchSize) again = true;
+      } while (again && !stopping);
+    } catch (err) {
+      log.warn({ job: 'outbox-relay', err: (err as Error).message }, 'relay failed; will retry');
+    } finally {
+      running = false;
+    }
+  };
+  const kick = () => void relay();
+
+  const listener = new pg.Client({ connectionString: databaseUrl, application_name: 'switchyard-outbox-listener' });
+  listener.on('error', (err) => log.warn({ err: err.message }, 'outbox listener lost its connection; polling until it is back'));
+  listener.on('notification', kick);
+  const listen = async () => {
+    await listener.connect();
+    await listener.query('LISTEN switchyard_outbox');
+  };
+  await listen();
+  const poll = setInterval(kick, config.OUTBOX_POLL_MS);
+  kick();
+
+  await boss.work(QUEUE.housekeeping, async () => {
+    const r = await runHousekeeping(db);
+    log.info({ job: 'housekeeping', ...r }, 'job');
+  });
+  await boss.schedule(QUEUE.housekeeping, config.HOUSEKEEPING_CRON);
+
+  return {
+    boss,
+    kick,
+    async stop() {
+      stopping = true;
+      clearInterval(poll);
+      await listener.end().catch(() => undefined);
+      await boss.stop({ graceful: true, timeout: 30_000, wait: true });
+      while (running) await new Promise((r) => setTimeout(r, 10));
+      await agent.close();
+    },
+  };
+}
