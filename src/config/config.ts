@@ -1,12 +1,32 @@
 import { z } from 'zod';
 
-const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+// Whole decimal numbers only: no blanks, no hex, no exponents (z.coerce would read ' ' as 0).
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max, `must be at most ${max}`))
+    .default(def);
+const rate = (def: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number from 0 to 1')
+    .transform(Number)
+    .default(def);
+const urlWithScheme = (schemes: string[]) =>
+  z
+    .string()
+    .url()
+    .refine((v) => schemes.some((s) => v.startsWith(`${s}://`)), `must start with ${schemes.map((s) => `${s}://`).join(' or ')}`);
 
 const schema = z.object({
-  PORT: int(8080, 0).pipe(z.number().max(65535)),
+  PORT: int(8080, 0, 65535),
   HOST: z.string().default('0.0.0.0'),
-  DATABASE_URL: z.string().url().optional(),
-  REDIS_URL: z.string().url().optional(),
+  DATABASE_URL: urlWithScheme(['postgres', 'postgresql']).optional(),
+  REDIS_URL: urlWithScheme(['redis', 'rediss']).optional(),
   SWITCHYARD_DATA_DIR: z.string().min(1).default('./.switchyard'),
   SWITCHYARD_ADMIN_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Mode of the API keys and webhook rules: test keys allow loopback webhook URLs. */
@@ -26,8 +46,8 @@ const schema = z.object({
   /** The mock provider's delay for tok_timeout_* tokens; must exceed the read timeout. */
   MOCK_PROVIDER_HANG_MS: int(15000, 1),
   FLAKY_SEED: int(42),
-  FLAKY_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.1),
-  FLAKY_TIMEOUT_RATE: z.coerce.number().min(0).max(1).default(0.05),
+  FLAKY_FAILURE_RATE: rate(0.1),
+  FLAKY_TIMEOUT_RATE: rate(0.05),
   FLAKY_LATENCY_MS: int(50),
   WEBHOOK_TIMEOUT_MS: int(10_000, 100),
   /** Seconds before attempt 1, 2, …: immediately, 1 min, 5 min, 15 min, 1 h, 6 h, 24 h; then dead. */
@@ -49,6 +69,8 @@ const schema = z.object({
 
 export type Config = z.infer<typeof schema>;
 
+const SECRET_NAME = /KEY|SECRET|PASSWORD|TOKEN|URL/;
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
@@ -61,8 +83,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const input = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
+    const firstPerVariable = parsed.error.issues.filter((i, n, all) => all.findIndex((o) => o.path[0] === i.path[0]) === n);
     throw new ConfigError(
-      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(input[String(i.path[0])])})`),
+      firstPerVariable.map((i) => {
+        const name = String(i.path[0]);
+        // Secrets and URLs (which may carry passwords) are never echoed back.
+        const shown = SECRET_NAME.test(name) ? '' : ` (got ${JSON.stringify(input[name])})`;
+        return `${i.path.join('.')}: ${i.message}${shown}`;
+      }),
     );
   }
   return parsed.data;

@@ -26,8 +26,8 @@ export function routeOrder(routes: ConnectorRoute[], registry: ConnectorRegistry
   const usable = routes.filter((r) => registry.isAvailable(r.name));
   const weighted = usable.filter((r) => r.weight > 0);
   const total = weighted.reduce((s, r) => s + r.weight, 0);
-  if (weighted.length <= 1 || total <= 0) return usable.map((r) => r.name);
-  let draw = random() * total;
+  if (weighted.length === 0 || total <= 0) return usable.map((r) => r.name);
+  let draw = weighted.length === 1 ? 0 : random() * total;
   let first = weighted[weighted.length - 1]!;
   for (const r of weighted) {
     draw -= r.weight;

@@ -3,7 +3,7 @@
  * number (digits possibly separated by spaces or dashes) is refused before it is stored or logged.
  */
 // A run of digits with optional single space/dash separators, bounded by non-digits.
-const CANDIDATE = /(?<!\d)\d(?:[ -]?\d){12,}(?!\d)/g;
+const CANDIDATE = /(?<!\d)\d(?:[ -]?\d){3,}(?!\d)/g;
 
 export function luhnValid(digits: string): boolean {
   let sum = 0;
@@ -20,10 +20,21 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
+/**
+ * A run may hold a card number next to other digits ("4111 1111 1111 1111 123", "since 2024
+ * 4111111111111111"): every stretch of whole separator-delimited groups is checked, not only the run.
+ */
 function containsPan(text: string): boolean {
   for (const match of text.matchAll(CANDIDATE)) {
-    const digits = match[0].replace(/[ -]/g, '');
-    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
+    const groups = match[0].split(/[ -]/);
+    for (let i = 0; i < groups.length; i++) {
+      let digits = '';
+      for (let j = i; j < groups.length; j++) {
+        digits += groups[j];
+        if (digits.length > 19) break;
+        if (digits.length >= 13 && luhnValid(digits)) return true;
+      }
+    }
   }
   return false;
 }

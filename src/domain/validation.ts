@@ -63,7 +63,8 @@ export function complianceLayer(merchant: Merchant, draft: PaymentDraft): string
 export function riskLayer(merchant: Merchant, recentCount: number, oldestAgeSeconds: number): AppError | null {
   const { max_payments, window_seconds } = merchant.limits.velocity;
   if (recentCount < max_payments) return null;
-  const retryAfter = Math.max(1, Math.ceil(window_seconds - oldestAgeSeconds));
+  const age = Number.isFinite(oldestAgeSeconds) ? Math.max(0, oldestAgeSeconds) : 0;
+  const retryAfter = Math.min(window_seconds, Math.max(1, Math.ceil(window_seconds - age)));
   return new AppError('RISK_VELOCITY_EXCEEDED', `More than ${max_payments} payments in ${window_seconds} seconds.`, {
     layer: 'risk',
     retryAfter,

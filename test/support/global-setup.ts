@@ -1,4 +1,5 @@
 import type { TestProject } from 'vitest/node';
+import { rm } from 'node:fs/promises';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.js';
 
 declare module 'vitest' {
@@ -8,6 +9,8 @@ declare module 'vitest' {
 }
 
 let embedded: EmbeddedDatabase | undefined;
+// One server per run, so two runs on one machine (an editor and a terminal, CI) never share one.
+const dataDir = `.test-data/pg-run-${process.pid}`;
 
 /**
  * Tests run on real PostgreSQL: the server named by DATABASE_URL when set, else an embedded one
@@ -16,12 +19,14 @@ let embedded: EmbeddedDatabase | undefined;
 export async function setup(project: TestProject): Promise<void> {
   let url = process.env.DATABASE_URL;
   if (!url) {
-    embedded = await startEmbeddedPostgres('.test-data');
+    embedded = await startEmbeddedPostgres(dataDir);
     url = embedded.url;
   }
   project.provide('adminDatabaseUrl', url);
 }
 
 export async function teardown(): Promise<void> {
-  await embedded?.stop();
+  if (!embedded) return;
+  await embedded.stop();
+  await rm(dataDir, { recursive: true, force: true });
 }
