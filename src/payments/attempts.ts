@@ -56,11 +56,12 @@ export async function executeAttempt(deps: PaymentDeps, attempt: AttemptRow, by:
 export async function resolveAttempt(deps: PaymentDeps, attempt: AttemptRow, by: Actor): Promise<Applied> {
   const connector = deps.connectors.get(attempt.connector);
   if (!connector) return executeAttempt(deps, attempt, by);
+  const payment = await loadPayment(deps, attempt.payment_id);
   const status = await connector.sync({
     attemptId: attempt.id,
     paymentId: attempt.payment_id,
     operation: attempt.operation,
-    providerReference: attempt.provider_reference,
+    providerReference: attempt.provider_reference ?? payment.provider_reference,
   });
   if (status.outcome === 'not_found') return executeAttempt(deps, attempt, by);
   return withTx(deps.db, (tx) => applyOutcome(tx, attempt.id, status, by));

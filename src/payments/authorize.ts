@@ -56,17 +56,24 @@ export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext,
       });
       return { kind: 'execute' as const, attempt };
     });
-    if (step.kind === 'done') return step.payment;
+    if (step.kind === 'done') {
+      // A resumed request whose predecessor died after the decline was committed answers as that
+      // request would have: 402, not the failed payment as a success.
+      if (step.payment.status === 'failed') throw declinedError(step.payment);
+      return step.payment;
+    }
     const applied = step.kind === 'resolve' ? await resolveAttempt(deps, step.attempt, by) : await executeAttempt(deps, step.attempt, by);
     tried.add(applied.attempt.connector);
     // A failed attempt on a still-pending payment is a certain non-charge: try the next connector.
     if (applied.attempt.status === 'failed' && applied.payment.status === 'pending') continue;
     const p = applied.payment;
-    if (p.status === 'failed') {
-      throw new AppError('PAYMENT_DECLINED', p.failure_message ?? 'The payment was declined.', {
-        details: { payment_id: p.id, decline_code: p.failure_code },
-      });
-    }
+    if (p.status === 'failed') throw declinedError(p);
     return p;
   }
+}
+
+function declinedError(p: PaymentRow): AppError {
+  return new AppError('PAYMENT_DECLINED', p.failure_message ?? 'The payment was declined.', {
+    details: { payment_id: p.id, decline_code: p.failure_code },
+  });
 }

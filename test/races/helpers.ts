@@ -106,3 +106,16 @@ export function tally(responses: { status: number; body: unknown }[]): Record<st
   }
   return out;
 }
+
+let refSeq = 0;
+
+/**
+ * A reference_id with no long digit run. (The harness's paymentBody puts Date.now() — 13 digits —
+ * into its reference, and one timestamp in ten is Luhn-valid, which the card-number guard rightly
+ * refuses with 400 SCHEMA_SENSITIVE_DATA; the race tests must not flake on that.)
+ */
+export function reference(tag: string): string {
+  refSeq += 1;
+  // Underscores (not spaces or dashes) between the parts: no digit run can span two of them.
+  return `${tag}_${process.pid.toString(36)}_${Date.now().toString(36)}_${refSeq.toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+}

@@ -138,7 +138,8 @@ export function paymentBody(overrides: Record<string, unknown> = {}): Record<str
     currency: 'INR',
     payment_method: 'card',
     payment_method_token: 'tok_success',
-    reference_id: `order_${process.pid}_${Date.now()}_${refCounter}`,
+    // base36: a run of 13+ decimal digits could pass the Luhn check and be refused as a card number
+    reference_id: `order_${process.pid.toString(36)}_${Date.now().toString(36)}_${refCounter.toString(36)}`,
     customer: { email: 'asha@example.com', phone: '+919876543210' },
     ...overrides,
   };

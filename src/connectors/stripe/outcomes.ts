@@ -1,5 +1,5 @@
 import Stripe from 'stripe';
-import type { ConnectorOperation, ConnectorOutcome, SyncOutcome } from '../port.js';
+import type { ConnectorOutcome, SyncOutcome } from '../port.js';
 import { classifyConnectionError } from './transport.js';
 
 /**
@@ -166,15 +166,4 @@ export function syncOutcomeFromLookupError(err: unknown): SyncOutcome {
   }
   if (err instanceof errors.StripeConnectionError) return { outcome: 'unknown', reason: 'network', message: err.message };
   return { outcome: 'unknown', reason: 'provider_error', message: err instanceof Error ? err.message : String(err) };
-}
-
-export function successOutcome(operation: Exclude<ConnectorOperation, 'refund'>, pi: PaymentIntent): ConnectorOutcome {
-  switch (operation) {
-    case 'authorize':
-      return authorizeOutcome(pi);
-    case 'capture':
-      return captureOutcome(pi);
-    case 'void':
-      return voidOutcome(pi);
-  }
 }

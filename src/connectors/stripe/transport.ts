@@ -9,15 +9,17 @@ import Stripe from 'stripe';
  *
  * - a connect timeout of our own (the SDK has only one, socket-inactivity, timeout), raised before
  *   the socket is connected, so nothing was written;
- * - the SDK's hidden "retry a closed connection once even when retries are disabled" is turned off
- *   by renaming ECONNRESET/EPIPE: a reset after the request was written may have reached Stripe,
- *   and a retry that then failed to connect would otherwise report "connection refused" for a
- *   request that may well have charged. Switchyard owns retries (same key, after a sync).
+ * - the SDK resends a request whose connection was reset (ECONNRESET/EPIPE) once, even with
+ *   retries disabled, and then reports only the resend's failure: a resend refused at connect would
+ *   read as "never sent" although the first request may have reached Stripe and charged. We do
+ *   that one resend here instead (only for requests that are safe to resend: GETs, and POSTs with
+ *   an Idempotency-Key — Switchyard always sends one), and if it fails too, the failure is reported
+ *   as CONNECTION_LOST, which the SDK does not retry and we classify as "may have been sent".
  */
 
 /** Raised by our agent when the TCP (or TLS) connection is not up within the connect timeout. */
 export const CONNECT_TIMEOUT_CODE = 'SWITCHYARD_CONNECT_TIMEOUT';
-/** ECONNRESET/EPIPE, renamed so the SDK does not retry behind our back. */
+/** A reset/EPIPE (then a failed resend): the request may have reached Stripe. Not retried by the SDK. */
 export const CONNECTION_LOST_CODE = 'SWITCHYARD_CONNECTION_LOST';
 
 // The connection was never established, so Stripe cannot have seen the request. (On a reused
@@ -77,7 +79,13 @@ export function createAgent(protocol: 'http' | 'https', connectTimeoutMs: number
 type InnerClient = ReturnType<typeof Stripe.createNodeHttpClient>;
 type MakeRequest = InnerClient['makeRequest'];
 
-/** The SDK's own Node client on our agent, with resets renamed (see above). */
+const codeOf = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;
+const isConnectionClosed = (err: unknown): boolean => {
+  const code = codeOf(err);
+  return typeof code === 'string' && Stripe.HttpClient.CONNECTION_CLOSED_ERROR_CODES.includes(code);
+};
+
+/** The SDK's own Node client on our agent, with the reset handling described above. */
 export class GuardedHttpClient extends Stripe.HttpClient {
   private readonly inner: InnerClient;
 
@@ -91,14 +99,24 @@ export class GuardedHttpClient extends Stripe.HttpClient {
   }
 
   override async makeRequest(...args: Parameters<MakeRequest>): ReturnType<MakeRequest> {
+    const [, , , method, headers] = args;
     try {
       return await this.inner.makeRequest(...args);
-    } catch (err) {
-      const code = (err as { code?: unknown } | null)?.code;
-      if (typeof code === 'string' && Stripe.HttpClient.CONNECTION_CLOSED_ERROR_CODES.includes(code)) {
-        throw Object.assign(new Error(`connection lost (${code})`, { cause: err }), { code: CONNECTION_LOST_CODE });
+    } catch (first) {
+      if (!isConnectionClosed(first)) throw first;
+      const keyed = Object.keys(headers).some((h) => h.toLowerCase() === 'idempotency-key' && headers[h]);
+      // Usually a pooled keep-alive socket the server had closed. Resending under the same
+      // idempotency key cannot act twice; without a key a POST is not resent.
+      let failure: unknown = first;
+      if (method === 'GET' || keyed) {
+        try {
+          return await this.inner.makeRequest(...args);
+        } catch (second) {
+          failure = second;
+        }
       }
-      throw err;
+      const codes = [codeOf(first), ...(failure === first ? [] : [codeOf(failure)])].map(String).join(', then ');
+      throw Object.assign(new Error(`connection lost (${codes})`, { cause: first }), { code: CONNECTION_LOST_CODE });
     }
   }
 }
