@@ -63,8 +63,8 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
 async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolean; api: boolean; worker: boolean }): Promise<void> {
   const database = await openDatabase(config, log, { migrate: true });
   let worker: WorkerHandle | null = null;
-  if (opts.worker) worker = await startWorker(config, database.db, database.url, log);
   if (!opts.api) {
+    worker = await startWorker(config, database.db, database.url, log);
     print('Switchyard worker running.');
     onSignals(log, async () => {
       await worker?.stop();
@@ -77,6 +77,7 @@ async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolea
   const selfUrl = `http://127.0.0.1:${port}`;
   const api = await createApiProcess(config, database.db, database.url, log, selfUrl);
   await api.app.listen({ host, port });
+  if (opts.worker) worker = await startWorker(config, database.db, database.url, log, { connectors: api.connectors });
 
   const lines: string[] = [`Switchyard ${opts.worker ? 'API and worker' : 'API'} listening on http://${host === '0.0.0.0' ? 'localhost' : host}:${port}  (OpenAPI UI: /docs)`];
   if (api.adminKey.generated) {
@@ -90,8 +91,9 @@ async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolea
   }
   print(lines.join('\n'));
   onSignals(log, async () => {
+    // HTTP drains (readiness already false) while the worker finishes its jobs; connectors go last.
+    await Promise.all([api.app.close(), worker?.stop()]);
     await api.close();
-    await worker?.stop();
     await database.close();
   });
 }

@@ -22,6 +22,11 @@ const urlWithScheme = (schemes: string[]) =>
     .url()
     .refine((v) => schemes.some((s) => v.startsWith(`${s}://`)), `must start with ${schemes.map((s) => `${s}://`).join(' or ')}`);
 
+const timeoutsSchema = z.record(
+  z.string(),
+  z.object({ connect: z.number().int().positive(), authorize: z.number().int().positive(), default: z.number().int().positive() }).partial().strict(),
+);
+
 const schema = z.object({
   PORT: int(8080, 0, 65535),
   HOST: z.string().default('0.0.0.0'),
@@ -49,6 +54,33 @@ const schema = z.object({
   FLAKY_FAILURE_RATE: rate(0.1),
   FLAKY_TIMEOUT_RATE: rate(0.05),
   FLAKY_LATENCY_MS: int(50),
+  /** Per connector and operation, overriding the three above: {"stripe": {"authorize": 8000, "connect": 1000}}. */
+  CONNECTOR_TIMEOUTS: z
+    .string()
+    .default('{}')
+    .transform((text, ctx) => {
+      try {
+        return timeoutsSchema.parse(JSON.parse(text));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be JSON like {"mock": {"authorize": 5000, "default": 5000, "connect": 2000}}' });
+        return z.NEVER;
+      }
+    }),
+  CIRCUIT_FAILURE_RATE: rate(0.5),
+  CIRCUIT_SLOW_CALL_RATE: rate(0.8),
+  CIRCUIT_SLOW_CALL_MS: int(5000, 1),
+  CIRCUIT_WINDOW_MS: int(10_000, 100),
+  CIRCUIT_MINIMUM_CALLS: int(10, 1),
+  CIRCUIT_OPEN_MS: int(60_000, 1),
+  CIRCUIT_HALF_OPEN_PROBES: int(5, 1),
+  STRIPE_SECRET_KEY: z.string().min(8).optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().min(8).optional(),
+  /** Where the Stripe SDK connects; only for a local fake of the Stripe API in tests. */
+  STRIPE_API_BASE: urlWithScheme(['http', 'https']).optional(),
+  RECONCILE_INTERVAL_MS: int(10_000, 10),
+  RECONCILE_THRESHOLD_SECONDS: int(60, 0),
+  RECONCILE_ASYNC_THRESHOLD_SECONDS: int(900, 0),
+  RECONCILE_MAX_BACKOFF_SECONDS: int(3600, 1),
   WEBHOOK_TIMEOUT_MS: int(10_000, 100),
   /** Seconds before attempt 1, 2, …: immediately, 1 min, 5 min, 15 min, 1 h, 6 h, 24 h; then dead. */
   WEBHOOK_RETRY_SCHEDULE: z

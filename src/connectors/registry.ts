@@ -1,19 +1,34 @@
 import type { Connector } from './port.js';
 import type { ConnectorRoute } from '../domain/merchant.js';
+import { CircuitBreaker, DEFAULT_BREAKER, type BreakerSettings, type BreakerSnapshot } from './circuit-breaker.js';
+import { GuardedConnector } from './guarded.js';
 
 export interface ConnectorRegistry {
   get(name: string): Connector | undefined;
   names(): string[];
   /** Whether a connector may take new traffic now (the circuit breaker's view). */
   isAvailable(name: string): boolean;
+  /** Seconds until the connector may take traffic again (0: now). */
+  retryAfterSeconds(name: string): number;
+  /** The circuit state of each connector, for operators. */
+  status(): { name: string; circuit: BreakerSnapshot | null }[];
 }
 
-export function createRegistry(connectors: Connector[], isAvailable: (name: string) => boolean = () => true): ConnectorRegistry {
-  const byName = new Map(connectors.map((c) => [c.name, c]));
+/** Every connector goes behind its own circuit breaker unless `breakers` is false. */
+export function createRegistry(connectors: Connector[], breakers: BreakerSettings | false = DEFAULT_BREAKER, now: () => number = Date.now): ConnectorRegistry {
+  const byName = new Map<string, Connector>(
+    connectors.map((c) => [c.name, breakers ? new GuardedConnector(c, new CircuitBreaker(breakers, now)) : c]),
+  );
+  const breakerOf = (name: string) => {
+    const c = byName.get(name);
+    return c instanceof GuardedConnector ? c.breaker : null;
+  };
   return {
     get: (name) => byName.get(name),
     names: () => [...byName.keys()],
-    isAvailable: (name) => byName.has(name) && isAvailable(name),
+    isAvailable: (name) => byName.has(name) && (breakerOf(name)?.isAvailable() ?? true),
+    retryAfterSeconds: (name) => breakerOf(name)?.retryAfterSeconds() ?? 0,
+    status: () => [...byName.keys()].map((name) => ({ name, circuit: breakerOf(name)?.snapshot() ?? null })),
   };
 }
 

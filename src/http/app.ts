@@ -21,6 +21,7 @@ import { sendError, toAppError } from './errors.js';
 import { paymentRoutes } from './routes/payments.js';
 import { adminRoutes } from './routes/admin.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { providerWebhookRoutes } from './routes/provider-webhooks.js';
 import type { PgBoss } from '../worker/queue.js';
 import type { Mode } from '../webhooks/url-policy.js';
 
@@ -110,6 +111,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   // Raw card numbers are refused before validation, storage or logging (SPEC §5).
   app.addHook('preValidation', async (req) => {
+    if (Buffer.isBuffer(req.body)) return; // raw provider webhooks: signed bytes, not merchant input
     const hit = findCardNumber(req.body) ?? findCardNumber(req.query);
     if (hit) {
       throw new AppError('SCHEMA_SENSITIVE_DATA', 'Raw card numbers are never accepted; send a payment_method_token instead.', {
@@ -147,8 +149,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const idem = { db: opts.db, ...opts.idempotency };
   const deps = { db: opts.db, connectors: opts.connectors };
   paymentRoutes(app, deps, idem);
-  adminRoutes(app, opts.db, opts.hasher, idem);
+  adminRoutes(app, opts.db, opts.hasher, idem, opts.connectors);
   webhookRoutes(app, { db: opts.db, boss: opts.boss, mode: opts.mode }, idem);
+  await providerWebhookRoutes(app, opts.db, opts.connectors);
 
   app.get('/health/liveness', { schema: { tags: ['health'] } }, async () => ({ status: 'ok' }));
   app.get('/health/startup', { schema: { tags: ['health'] } }, async () => ({ status: 'ok' }));

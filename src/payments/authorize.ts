@@ -41,8 +41,9 @@ export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext,
       const candidates = routeOrder(ctx.merchant.connectors, deps.connectors).filter((n) => !tried.has(n));
       const connector = candidates[0];
       if (!connector) {
+        const waits = ctx.merchant.connectors.map((c) => deps.connectors.retryAfterSeconds(c.name)).filter((s) => s > 0);
         throw new AppError('CONNECTOR_UNAVAILABLE', 'No payment connector is available for this merchant right now; nothing was charged.', {
-          retryAfter: 30,
+          retryAfter: waits.length > 0 ? Math.min(...waits) : 30,
           details: { payment_id: p.id },
         });
       }

@@ -44,6 +44,8 @@ export interface AttemptRow {
   response: unknown;
   created_at: Date;
   completed_at: Date | null;
+  reconcile_attempts: number;
+  next_reconcile_at: Date | null;
 }
 
 export interface RefundRow {

@@ -3,9 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.js';
 import type { Db } from '../db/pool.js';
 import type { Logger } from '../lib/logger.js';
-import { createRegistry, type ConnectorRegistry } from '../connectors/registry.js';
-import { createMockConnector } from '../connectors/mock/index.js';
-import { createFlakyConnector } from '../connectors/flaky/index.js';
+import type { ConnectorRegistry } from '../connectors/registry.js';
+import { buildConnectors, closeConnectors } from './connectors.js';
 import { mockProviderPlugin } from '../mock-provider/app.js';
 import { loadKeyHasher } from '../merchants/secrets.js';
 import { buildApp } from '../http/app.js';
@@ -19,17 +18,6 @@ export interface ApiProcess {
   boss: PgBoss;
   /** Stops taking requests, lets in-flight ones finish, then releases connections. */
   close(): Promise<void>;
-}
-
-export function connectorRegistry(config: Config, mockProviderUrl: string): ConnectorRegistry {
-  const common = {
-    baseUrl: mockProviderUrl,
-    connectTimeoutMs: config.CONNECTOR_CONNECT_TIMEOUT_MS,
-    authorizeTimeoutMs: config.CONNECTOR_AUTHORIZE_TIMEOUT_MS,
-    timeoutMs: config.CONNECTOR_TIMEOUT_MS,
-    webhookSecret: config.MOCK_PROVIDER_WEBHOOK_SECRET,
-  };
-  return createRegistry([createMockConnector({ ...common, name: 'mock' }), createFlakyConnector(common)]);
 }
 
 export function mockProviderOptions(config: Config, db: Db, selfUrl: string) {
@@ -54,7 +42,7 @@ export function mockProviderOptions(config: Config, db: Db, selfUrl: string) {
 export async function createApiProcess(config: Config, db: Db, databaseUrl: string, log: Logger, selfUrl: string): Promise<ApiProcess> {
   const mountProvider = !config.MOCK_PROVIDER_URL;
   const providerUrl = config.MOCK_PROVIDER_URL ?? `${selfUrl}/mock-provider`;
-  const connectors = connectorRegistry(config, providerUrl);
+  const connectors = buildConnectors(config, providerUrl);
   const boss = await startBoss({ connectionString: databaseUrl, worker: false, deliveryExpireSeconds: config.WEBHOOK_JOB_EXPIRE_SECONDS });
   const adminKey = await loadAdminKey(db, config.SWITCHYARD_ADMIN_KEY, config.SWITCHYARD_DATA_DIR);
   const app = await buildApp({
@@ -78,7 +66,7 @@ export async function createApiProcess(config: Config, db: Db, databaseUrl: stri
     boss,
     async close() {
       await app.close();
-      await Promise.all(connectors.names().map((n) => (connectors.get(n) as { close?: () => Promise<void> }).close?.()));
+      await closeConnectors(connectors);
       await boss.stop({ graceful: false, wait: true });
     },
   };

@@ -4,6 +4,7 @@
  * next attempt (a new job at that time) or final status — commits in one transaction.
  */
 import { randomUUID } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import { Agent, request, type Dispatcher } from 'undici';
 import { withTx, type Db } from '../db/pool.js';
 import { eventToApi, type EventRow } from '../events/events.js';
@@ -38,6 +39,17 @@ export function createWebhookAgent(mode: Mode, timeoutMs: number): Dispatcher {
   return new Agent({ connect: { timeout: timeoutMs, lookup: guardedLookup(mode) }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
 }
 
+/**
+ * At most EXCERPT_BYTES of UTF-8 text: whole characters only (a cut through a multi-byte character
+ * would grow into a replacement character past the limit), and no NUL, which a PostgreSQL text
+ * column refuses — the attempt's transaction would fail and the attempt would go unrecorded.
+ */
+export function excerptOf(raw: Buffer): string {
+  const text = new StringDecoder('utf8').write(raw.subarray(0, EXCERPT_BYTES)).replaceAll('\u0000', '\uFFFD');
+  const bytes = Buffer.from(text, 'utf8');
+  return bytes.length <= EXCERPT_BYTES ? text : new StringDecoder('utf8').write(bytes.subarray(0, EXCERPT_BYTES));
+}
+
 async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -50,7 +62,7 @@ async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<strin
       break;
     }
   }
-  return Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8');
+  return excerptOf(Buffer.concat(chunks));
 }
 
 interface SendResult {
@@ -79,18 +91,39 @@ async function send(agent: Dispatcher, url: string, headers: Record<string, stri
   }
 }
 
+/**
+ * The delivery is due but another worker holds its lease. A live holder finishes the attempt and
+ * schedules the next one itself; a holder that died (or whose outcome failed to commit) leaves the
+ * row pending with no job left to send it, so one is queued for just after the lease lapses. If
+ * the holder did finish by then, that job finds the delivery final or not yet due and does nothing.
+ */
+async function followUpLeased(db: Db, boss: PgBoss, deliveryId: string): Promise<void> {
+  const r = await db.query<{ locked_until: Date }>(
+    `SELECT locked_until FROM webhook_deliveries
+      WHERE id = $1 AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) AND locked_until >= now()`,
+    [deliveryId],
+  );
+  const row = r.rows[0];
+  if (row) await withTx(db, (tx) => enqueueDelivery(boss, tx, deliveryId, new Date(row.locked_until.getTime() + 1000)));
+}
+
 export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, settings: DeliverySettings, deliveryId: string): Promise<DeliveryOutcome> {
   const owner = randomUUID();
   const leased = await db.query<LeasedDelivery>(
     `UPDATE webhook_deliveries d SET locked_until = now() + make_interval(secs => $3), owner = $2, updated_at = now()
        FROM webhook_endpoints e
       WHERE d.id = $1 AND e.id = d.endpoint_id AND d.status = 'pending'
+        AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now())
         AND (d.locked_until IS NULL OR d.locked_until < now())
       RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, e.url, e.status AS endpoint_status`,
     [deliveryId, owner, settings.leaseSeconds],
   );
   const d = leased.rows[0];
-  if (!d) return 'skipped';
+  if (!d) {
+    // Final, not yet due (a later job is queued for it), or leased by another worker.
+    await followUpLeased(db, boss, deliveryId);
+    return 'skipped';
+  }
 
   const finish = async (result: SendResult | null, note: string | null): Promise<DeliveryOutcome> =>
     withTx(db, async (tx) => {

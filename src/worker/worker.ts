@@ -12,6 +12,10 @@ import { createWebhookAgent, deliverOnce } from '../webhooks/deliver.js';
 import { parseSchedule } from '../webhooks/retry-schedule.js';
 import { QUEUE, startBoss, type PgBoss } from './queue.js';
 import { runHousekeeping } from './housekeeping.js';
+import type { ConnectorRegistry } from '../connectors/registry.js';
+import { buildConnectors, closeConnectors } from '../runtime/connectors.js';
+import { reconcileDue } from '../reconciliation/sweep.js';
+import { reprocessDueEvents } from '../inbound/receive.js';
 
 export interface WorkerHandle {
   boss: PgBoss;
@@ -20,7 +24,38 @@ export interface WorkerHandle {
   stop(): Promise<void>;
 }
 
-export async function startWorker(config: Config, db: Db, databaseUrl: string, log: Logger): Promise<WorkerHandle> {
+export interface WorkerOptions {
+  /** Share the API's connectors (and circuit breakers) when both run in one process. */
+  connectors?: ConnectorRegistry;
+}
+
+/** Runs `task` every `intervalMs`, never two at once; errors are logged, not thrown. */
+function every(intervalMs: number, log: Logger, name: string, task: () => Promise<unknown>) {
+  let running: Promise<void> | null = null;
+  const tick = () => {
+    if (running) return;
+    running = task()
+      .then((r) => {
+        if (r && typeof r === 'object' && Object.values(r).some((v) => typeof v === 'number' && v > 0)) log.info({ job: name, ...r }, 'job');
+      })
+      .catch((err: unknown) => log.warn({ job: name, err: (err as Error).message }, 'job failed; will run again'))
+      .finally(() => {
+        running = null;
+      });
+  };
+  const timer = setInterval(tick, intervalMs);
+  tick();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+export async function startWorker(config: Config, db: Db, databaseUrl: string, log: Logger, opts: WorkerOptions = {}): Promise<WorkerHandle> {
+  const ownConnectors = opts.connectors ? null : buildConnectors(config, config.MOCK_PROVIDER_URL ?? `http://127.0.0.1:${config.PORT}/mock-provider`);
+  const connectors = opts.connectors ?? ownConnectors!;
   const boss = await startBoss({
     connectionString: databaseUrl,
     worker: true,
@@ -93,6 +128,19 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
   const poll = setInterval(kick, config.OUTBOX_POLL_MS);
   kick();
 
+  const reconciliation = every(config.RECONCILE_INTERVAL_MS, log, 'reconciliation', () =>
+    reconcileDue(
+      { db, connectors },
+      {
+        thresholdSeconds: config.RECONCILE_THRESHOLD_SECONDS,
+        asyncThresholdSeconds: config.RECONCILE_ASYNC_THRESHOLD_SECONDS,
+        maxBackoffSeconds: config.RECONCILE_MAX_BACKOFF_SECONDS,
+        batchSize: 50,
+      },
+    ),
+  );
+  const reprocessing = every(config.RECONCILE_INTERVAL_MS, log, 'provider-event-reprocess', () => reprocessDueEvents(db));
+
   await boss.work(QUEUE.housekeeping, async () => {
     const r = await runHousekeeping(db);
     log.info({ job: 'housekeeping', ...r }, 'job');
@@ -105,10 +153,13 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
     async stop() {
       stopping = true;
       clearInterval(poll);
+      await reconciliation.stop();
+      await reprocessing.stop();
       await listener.end().catch(() => undefined);
       await boss.stop({ graceful: true, timeout: 30_000, wait: true });
       while (running) await new Promise((r) => setTimeout(r, 10));
       await agent.close();
+      if (ownConnectors) await closeConnectors(ownConnectors);
     },
   };
 }

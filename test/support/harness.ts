@@ -65,7 +65,7 @@ export async function startHarness(env: Record<string, string> = {}, opts: { wor
   await api.app.listen({ host: '127.0.0.1', port: 0 });
   const addr = api.app.server.address();
   apiUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-  const worker = opts.worker ? await startWorker(cfg, database.db, database.url, log) : null;
+  const worker = opts.worker ? await startWorker(cfg, database.db, database.url, log, { connectors: api.connectors }) : null;
   return {
     url: apiUrl,
     providerUrl,
@@ -76,8 +76,8 @@ export async function startHarness(env: Record<string, string> = {}, opts: { wor
     logs,
     worker,
     async close() {
+      await Promise.all([api.app.close(), worker?.stop()]);
       await api.close();
-      await worker?.stop();
       await provider.close();
       await database.drop();
     },

@@ -6,12 +6,15 @@ import { createApiKey, getMerchant, insertMerchant, merchantToApi, revokeApiKey,
 import { readMockLedger } from '../../mock-provider/ledger.js';
 import { runIdempotent, type IdempotencySettings } from '../idempotency.js';
 import { createMerchantBody, ledgerQuery, updateMerchantBody } from '../schemas/admin.js';
-import { idParam } from '../schemas/common.js';
+import { idParam, listLimit } from '../schemas/common.js';
+import type { ConnectorRegistry } from '../../connectors/registry.js';
+import { listForReconciliation } from '../../reconciliation/sweep.js';
+import { z } from 'zod';
 import type { PartialMerchantLimits } from '../../domain/merchant.js';
 
 const security: Record<string, string[]>[] = [{ adminKey: [] }];
 
-export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, idem: IdempotencySettings): void {
+export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, idem: IdempotencySettings, connectors: ConnectorRegistry): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post('/v1/admin/merchants', { schema: { tags: ['admin'], summary: 'Create a merchant', security, body: createMerchantBody } }, async (req, reply) =>
@@ -41,4 +44,19 @@ export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, ide
   r.get('/v1/admin/connectors/mock/ledger', {
     schema: { tags: ['admin'], summary: "The mock provider's own ledger of effects for a payment", security, querystring: ledgerQuery },
   }, async (req) => ({ object: 'list', data: await readMockLedger(db, req.query.payment_id) }));
+
+  r.get('/v1/admin/connectors', { schema: { tags: ['admin'], summary: 'Connectors and the state of their circuit breakers', security } }, async () => ({
+    object: 'list',
+    data: connectors.status().map((c) => ({ object: 'connector', name: c.name, available: connectors.isAvailable(c.name), circuit: c.circuit })),
+    has_more: false,
+  }));
+
+  r.get('/v1/admin/reconciliation', {
+    schema: {
+      tags: ['admin'],
+      summary: 'Payments by reconciliation status, e.g. the manual-review queue',
+      security,
+      querystring: z.object({ status: z.enum(['manual_review', 'pending_reconciliation', 'synced']).default('manual_review'), limit: listLimit, starting_after: z.string().max(64).optional() }).strict(),
+    },
+  }, async (req) => listForReconciliation({ db, connectors }, req.query.status, req.query.limit, req.query.starting_after));
 }
