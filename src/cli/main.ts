@@ -15,6 +15,8 @@ import { buildMockProviderServer } from '../mock-provider/app.js';
 import { mockProviderOptions } from '../runtime/api.js';
 import { parseFlags } from './args.js';
 import { startWorker, type WorkerHandle } from '../worker/worker.js';
+import { registerDatabaseGauges } from '../observability/db-gauges.js';
+import { startOpsServer } from '../runtime/ops-server.js';
 import { KYC_STATUSES, ONBOARDING_STATUSES, RATE_TIERS } from '../domain/merchant.js';
 
 const USAGE = `Usage: switchyard <command>
@@ -65,9 +67,13 @@ async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolea
   let worker: WorkerHandle | null = null;
   if (!opts.api) {
     worker = await startWorker(config, database.db, database.url, log);
-    print('Switchyard worker running.');
+    registerDatabaseGauges(database.db);
+    const ops = config.WORKER_METRICS_PORT !== undefined ? await startOpsServer(config.HOST, config.WORKER_METRICS_PORT, database.db) : null;
+    print(`Switchyard worker running${ops ? ` (metrics and health on port ${config.WORKER_METRICS_PORT})` : ''}.`);
     onSignals(log, async () => {
+      if (ops) ops.draining = true;
       await worker?.stop();
+      await ops?.close();
       await database.close();
     });
     return;

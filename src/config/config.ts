@@ -81,6 +81,17 @@ const schema = z.object({
   RECONCILE_THRESHOLD_SECONDS: int(60, 0),
   RECONCILE_ASYNC_THRESHOLD_SECONDS: int(900, 0),
   RECONCILE_MAX_BACKOFF_SECONDS: int(3600, 1),
+  /** Requests per window per merchant, by rate tier, and for the whole service. */
+  RATE_LIMIT_WINDOW_SECONDS: int(1, 1),
+  RATE_LIMIT_PLATINUM: int(5000, 1),
+  RATE_LIMIT_GOLD: int(1000, 1),
+  RATE_LIMIT_SILVER: int(200, 1),
+  RATE_LIMIT_BRONZE: int(50, 1),
+  RATE_LIMIT_GLOBAL: int(20_000, 1),
+  /** Requests one api process works on at once before answering 503 OVERLOADED. */
+  MAX_IN_FLIGHT: int(1000, 1),
+  /** A worker-only process serves /metrics and /health/* on this port when set. */
+  WORKER_METRICS_PORT: z.string().trim().regex(/^\d+$/, 'must be a port number').transform(Number).pipe(z.number().int().max(65535)).optional(),
   WEBHOOK_TIMEOUT_MS: int(10_000, 100),
   /** Seconds before attempt 1, 2, …: immediately, 1 min, 5 min, 15 min, 1 h, 6 h, 24 h; then dead. */
   WEBHOOK_RETRY_SCHEDULE: z

@@ -2,6 +2,9 @@ import type { Connector } from './port.js';
 import type { ConnectorRoute } from '../domain/merchant.js';
 import { CircuitBreaker, DEFAULT_BREAKER, type BreakerSettings, type BreakerSnapshot } from './circuit-breaker.js';
 import { GuardedConnector } from './guarded.js';
+import { metrics } from '../observability/metrics.js';
+
+const CIRCUIT_GAUGE = { closed: 0, half_open: 1, open: 2 } as const;
 
 export interface ConnectorRegistry {
   get(name: string): Connector | undefined;
@@ -17,7 +20,10 @@ export interface ConnectorRegistry {
 /** Every connector goes behind its own circuit breaker unless `breakers` is false. */
 export function createRegistry(connectors: Connector[], breakers: BreakerSettings | false = DEFAULT_BREAKER, now: () => number = Date.now): ConnectorRegistry {
   const byName = new Map<string, Connector>(
-    connectors.map((c) => [c.name, breakers ? new GuardedConnector(c, new CircuitBreaker(breakers, now)) : c]),
+    connectors.map((c) => [
+      c.name,
+      breakers ? new GuardedConnector(c, new CircuitBreaker(breakers, now, (state) => metrics.circuitState.set({ connector: c.name }, CIRCUIT_GAUGE[state]))) : c,
+    ]),
   );
   const breakerOf = (name: string) => {
     const c = byName.get(name);

@@ -24,6 +24,11 @@ import { webhookRoutes } from './routes/webhooks.js';
 import { providerWebhookRoutes } from './routes/provider-webhooks.js';
 import type { PgBoss } from '../worker/queue.js';
 import type { Mode } from '../webhooks/url-policy.js';
+import type { RateLimiter } from '../protection/rate-limit.js';
+import type { ReadOnlySwitch } from '../protection/read-only.js';
+import { metrics, registry } from '../observability/metrics.js';
+import { z } from 'zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 
 export interface AppOptions {
   db: Db;
@@ -37,11 +42,19 @@ export interface AppOptions {
   /** The job engine, for replays the API schedules (retry, redeliver, recover). */
   boss: PgBoss;
   mode: Mode;
+  rateLimiter: RateLimiter;
+  readOnly: ReadOnlySwitch;
+  /** Requests this process works on at once before it sheds load with 503 OVERLOADED. */
+  maxInFlight: number;
   /** Mounts extra plugins (the mock provider under /mock-provider) before the app is ready. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+function readOnlyError(): AppError {
+  return new AppError('READ_ONLY', 'Switchyard is in read-only mode for maintenance; reads work, changes are refused for now.', { retryAfter: 30 });
+}
 
 function routeKind(url: string): 'public' | 'admin' | 'merchant' {
   if (url.startsWith('/v1/admin/')) return 'admin';
@@ -95,10 +108,24 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  let inFlight = 0;
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', String(req.id));
+    inFlight += 1;
+    reply.raw.once('close', () => {
+      inFlight -= 1;
+    });
     const kind = routeKind(req.url);
-    if (kind === 'public') return;
+    if (kind === 'public' && !req.url.startsWith('/v1/')) return; // health, metrics, docs: never shed
+    if (inFlight > opts.maxInFlight) {
+      metrics.shed.inc();
+      throw new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
+    }
+    const mutation = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
+    if (kind === 'public') {
+      if (mutation && (await opts.readOnly.isOn())) throw readOnlyError();
+      return;
+    }
     const key = requireKey(req);
     if (kind === 'admin') {
       if (!opts.verifyAdminKey(key)) throw invalidKey();
@@ -107,6 +134,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const merchant = await merchantForKey(opts.db, opts.hasher, key);
     if (!merchant) throw invalidKey();
     req.merchant = merchant;
+    const d = await opts.rateLimiter.take(merchant.id, merchant.rate_tier);
+    reply.header('RateLimit-Limit', String(d.limit));
+    reply.header('RateLimit-Remaining', String(d.remaining));
+    reply.header('RateLimit-Reset', String(d.resetSeconds));
+    if (!d.allowed) {
+      metrics.rateLimited.inc({ scope: d.scope });
+      throw new AppError('RATE_LIMITED', d.scope === 'global' ? 'Too many requests to this service; slow down.' : 'Too many requests for this merchant; slow down.', {
+        retryAfter: d.resetSeconds,
+      });
+    }
+    if (mutation && (await opts.readOnly.isOn())) throw readOnlyError();
   });
 
   // Raw card numbers are refused before validation, storage or logging (SPEC §5).
@@ -122,6 +160,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   app.addHook('onResponse', async (req, reply) => {
+    metrics.httpDuration.observe({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     const params = req.params as Record<string, unknown> | undefined;
     req.log.info(
       {
@@ -146,7 +185,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     sendError(reply, new AppError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}.`)),
   );
 
-  const idem = { db: opts.db, ...opts.idempotency };
+  const idem = { db: opts.db, ...opts.idempotency, onReplay: () => metrics.idempotentReplays.inc() };
   const deps = { db: opts.db, connectors: opts.connectors };
   paymentRoutes(app, deps, idem);
   adminRoutes(app, opts.db, opts.hasher, idem, opts.connectors);
@@ -161,6 +200,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const ready = database && migrations && !draining;
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ok' : 'unavailable', checks: { database, migrations, draining } });
   });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.header('Content-Type', registry.contentType).send(await registry.metrics()));
+
+  const adminR = app.withTypeProvider<ZodTypeProvider>();
+  adminR.get('/v1/admin/read_only', { schema: { tags: ['admin'], summary: 'Whether read-only mode is on', security: [{ adminKey: [] }] } }, async () => ({
+    object: 'read_only',
+    enabled: await opts.readOnly.isOn(),
+  }));
+  adminR.put('/v1/admin/read_only', {
+    schema: { tags: ['admin'], summary: 'Turn read-only mode on or off (mutations answer 503 READ_ONLY)', security: [{ adminKey: [] }], body: z.object({ enabled: z.boolean() }).strict() },
+  }, async (req) => ({ object: 'read_only', enabled: await opts.readOnly.set(req.body.enabled) }));
+
   app.addHook('preClose', async () => {
     draining = true;
   });

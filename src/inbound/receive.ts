@@ -9,6 +9,7 @@ import type { Connector, NormalizedProviderEvent } from '../connectors/port.js';
 import { withTx, type Db } from '../db/pool.js';
 import { newId } from '../lib/ids.js';
 import { applyProviderEvent } from './apply.js';
+import { metrics } from '../observability/metrics.js';
 
 export interface ReceiveResult {
   received: number;
@@ -32,6 +33,7 @@ export async function processStoredEvent(db: Db, eventId: string, requestId: str
       const row = r.rows[0];
       if (!row || row.status === 'processed' || row.status === 'ignored') return;
       const applied = await applyProviderEvent(tx, row.connector, row.event, { actor: `provider:${row.connector}`, requestId });
+      metrics.providerEvents.inc({ connector: row.connector, result: applied.status });
       const attempts = row.process_attempts + 1;
       await tx.query(
         `UPDATE provider_events SET status = $2, result = $3, payment_id = COALESCE($4, payment_id), error = NULL,
@@ -48,6 +50,7 @@ export async function processStoredEvent(db: Db, eventId: string, requestId: str
               next_retry_at = now() + make_interval(secs => $3) WHERE id = $1`,
       [eventId, (err as Error).message.slice(0, 1000), retryDelaySeconds(1)],
     );
+    metrics.providerEvents.inc({ connector: 'any', result: 'failed' });
     return 'failed';
   }
 }
@@ -85,6 +88,7 @@ export async function receiveWebhook(
       const row = existing.rows[0]!;
       // A copy of an event already applied (or judged) changes nothing; a failed one is retried.
       if (row.status === 'processed' || row.status === 'ignored') {
+        metrics.providerEvents.inc({ connector: connector.name, result: 'duplicate' });
         result.duplicates += 1;
         continue;
       }

@@ -6,6 +6,7 @@ import { AppError } from '../domain/errors.js';
 import { canTransition, type PaymentStatus } from '../domain/state-machine.js';
 import type { Queryable, Tx } from '../db/pool.js';
 import { newId } from '../lib/ids.js';
+import { metrics } from '../observability/metrics.js';
 import { paymentToApi, refundToApi, type Actor, type AttemptRow, type PaymentRow, type RefundRow } from './types.js';
 
 export async function getPayment(q: Queryable, merchantId: string, id: string): Promise<PaymentRow | null> {
@@ -102,6 +103,7 @@ export async function transition(tx: Tx, p: PaymentRow, input: TransitionInput):
      VALUES ($1, $2, $3, $4, $5, $6)`,
     [p.id, p.status, input.to, input.cause, input.by.actor, input.by.requestId],
   );
+  metrics.paymentTransitions.inc({ from: p.status, to: input.to });
   return emitPaymentEvent(tx, updated, `payment.${input.to}`, p.status, input.by.requestId);
 }
 

@@ -11,6 +11,7 @@ import { applyOutcome } from '../payments/apply-outcome.js';
 import type { PaymentDeps } from '../payments/context.js';
 import { paymentToApi, type Actor, type AttemptRow, type PaymentRow } from '../payments/types.js';
 import { patchPayment } from '../payments/store.js';
+import { metrics } from '../observability/metrics.js';
 
 export interface ReconcileSettings {
   thresholdSeconds: number;
@@ -95,7 +96,11 @@ async function settle(deps: PaymentDeps, settings: ReconcileSettings, attempt: A
 export async function reconcileDue(deps: PaymentDeps, settings: ReconcileSettings): Promise<SweepResult> {
   const due = await claimDue(deps, settings);
   let settled = 0;
-  for (const attempt of due) if (await settle(deps, settings, attempt)) settled += 1;
+  for (const attempt of due) {
+    const done = await settle(deps, settings, attempt);
+    metrics.reconciliation.inc({ outcome: done ? 'settled' : 'still_open' });
+    if (done) settled += 1;
+  }
   return { checked: due.length, settled, stillOpen: due.length - settled };
 }
 

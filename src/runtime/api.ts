@@ -10,6 +10,9 @@ import { loadKeyHasher } from '../merchants/secrets.js';
 import { buildApp } from '../http/app.js';
 import { loadAdminKey, type AdminKey } from './admin-key.js';
 import { startBoss, type PgBoss } from '../worker/queue.js';
+import { createRateLimiter } from '../protection/rate-limit.js';
+import { createReadOnlySwitch } from '../protection/read-only.js';
+import { registerDatabaseGauges } from '../observability/db-gauges.js';
 
 export interface ApiProcess {
   app: FastifyInstance;
@@ -44,6 +47,13 @@ export async function createApiProcess(config: Config, db: Db, databaseUrl: stri
   const providerUrl = config.MOCK_PROVIDER_URL ?? `${selfUrl}/mock-provider`;
   const connectors = buildConnectors(config, providerUrl);
   const boss = await startBoss({ connectionString: databaseUrl, worker: false, deliveryExpireSeconds: config.WEBHOOK_JOB_EXPIRE_SECONDS });
+  registerDatabaseGauges(db);
+  const rateLimiter = createRateLimiter({
+    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+    perTier: { platinum: config.RATE_LIMIT_PLATINUM, gold: config.RATE_LIMIT_GOLD, silver: config.RATE_LIMIT_SILVER, bronze: config.RATE_LIMIT_BRONZE },
+    global: config.RATE_LIMIT_GLOBAL,
+    redisUrl: config.REDIS_URL,
+  });
   const adminKey = await loadAdminKey(db, config.SWITCHYARD_ADMIN_KEY, config.SWITCHYARD_DATA_DIR);
   const app = await buildApp({
     db,
@@ -55,6 +65,9 @@ export async function createApiProcess(config: Config, db: Db, databaseUrl: stri
     idempotency: { lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS, ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS },
     boss,
     mode: config.SWITCHYARD_MODE,
+    rateLimiter,
+    readOnly: createReadOnlySwitch(db),
+    maxInFlight: config.MAX_IN_FLIGHT,
     plugins: mountProvider
       ? [async (a) => a.register(async (scoped) => mockProviderPlugin(scoped, mockProviderOptions(config, db, selfUrl)), { prefix: '/mock-provider' })]
       : [],
@@ -67,6 +80,7 @@ export async function createApiProcess(config: Config, db: Db, databaseUrl: stri
     async close() {
       await app.close();
       await closeConnectors(connectors);
+      await rateLimiter.close();
       await boss.stop({ graceful: false, wait: true });
     },
   };

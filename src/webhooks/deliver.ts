@@ -13,6 +13,7 @@ import { disableEndpoint, liveSecrets } from './endpoints.js';
 import { nextDelaySeconds, parseRetryAfter } from './retry-schedule.js';
 import { webhookHeaders } from './signing.js';
 import { guardedLookup, urlProblem, type Mode } from './url-policy.js';
+import { metrics } from '../observability/metrics.js';
 
 export interface DeliverySettings {
   mode: Mode;
@@ -157,6 +158,8 @@ export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, setti
       // Our lease lapsed and someone else took over: their outcome stands, ours is only logged.
       if (updated.rowCount === 0) return 'skipped';
       if (outcome === 'retry') await enqueueDelivery(boss, tx, d.id, nextAt!);
+      metrics.webhookDeliveries.inc({ outcome });
+      if (result) metrics.webhookDuration.observe(result.latencyMs / 1000);
       return outcome;
     });
 
@@ -168,5 +171,7 @@ export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, setti
   const body = JSON.stringify(eventToApi(event));
   const headers = webhookHeaders(await liveSecrets(db, d.endpoint_id), event.id, Math.floor(Date.now() / 1000), body);
   const result = await send(agent, d.url, headers, body, settings.timeoutMs);
-  return finish(result, null);
+  const outcome = await finish(result, null);
+  if (outcome === 'succeeded') metrics.webhookEndToEnd.observe((Date.now() - event.created_at.getTime()) / 1000);
+  return outcome;
 }

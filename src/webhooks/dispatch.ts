@@ -7,6 +7,7 @@ import { matchesAny } from '../domain/event-filter.js';
 import { withTx, type Db, type Tx } from '../db/pool.js';
 import { newId } from '../lib/ids.js';
 import { QUEUE, inTx, type PgBoss } from '../worker/queue.js';
+import { metrics } from '../observability/metrics.js';
 
 export interface DispatchSettings {
   /** Above this many pending deliveries, an endpoint's droppable events are dropped. */
@@ -73,6 +74,7 @@ export async function dispatchBatch(db: Db, boss: PgBoss, settings: DispatchSett
     }
     await tx.query('UPDATE events SET dispatched_at = now() WHERE id = ANY($1)', [events.map((e) => e.id)]);
     const dropped = rows.filter((r) => r.status === 'dropped').length;
+    if (dropped > 0) metrics.webhookDeliveries.inc({ outcome: 'dropped' }, dropped);
     return { events: events.length, deliveries: rows.length - dropped, dropped };
   });
 }

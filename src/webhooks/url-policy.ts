@@ -27,7 +27,9 @@ for (const [net, prefix] of [
   ['fc00::', 7],
   ['fe80::', 10],
   ['ff00::', 8],
-  ['::ffff:0:0', 96],
+  // No '::ffff:0:0/96' rule: BlockList checks every IPv4 address as its IPv4-mapped IPv6 form, so
+  // such a rule would call the whole IPv4 internet internal. Mapped addresses (::ffff:a.b.c.d)
+  // are already held against the IPv4 rules above.
   ['64:ff9b::', 96],
 ] as const) internal.addSubnet(net, prefix, 'ipv6');
 
