@@ -17,6 +17,7 @@ import { parseFlags } from './args.js';
 import { startWorker, type WorkerHandle } from '../worker/worker.js';
 import { registerDatabaseGauges } from '../observability/db-gauges.js';
 import { startOpsServer } from '../runtime/ops-server.js';
+import { initTracing, shutdownTracing } from '../observability/tracing.js';
 import { KYC_STATUSES, ONBOARDING_STATUSES, RATE_TIERS } from '../domain/merchant.js';
 
 const USAGE = `Usage: switchyard <command>
@@ -63,6 +64,7 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
 }
 
 async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolean; api: boolean; worker: boolean }): Promise<void> {
+  initTracing({ serviceName: config.OTEL_SERVICE_NAME, otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
   const database = await openDatabase(config, log, { migrate: true });
   let worker: WorkerHandle | null = null;
   if (!opts.api) {
@@ -75,6 +77,7 @@ async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolea
       await worker?.stop();
       await ops?.close();
       await database.close();
+      await shutdownTracing();
     });
     return;
   }
@@ -101,6 +104,7 @@ async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolea
     await Promise.all([api.app.close(), worker?.stop()]);
     await api.close();
     await database.close();
+    await shutdownTracing();
   });
 }
 

@@ -90,6 +90,9 @@ const schema = z.object({
   RATE_LIMIT_GLOBAL: int(20_000, 1),
   /** Requests one api process works on at once before answering 503 OVERLOADED. */
   MAX_IN_FLIGHT: int(1000, 1),
+  /** OTLP/HTTP collector for traces; unset: no spans are exported. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: urlWithScheme(['http', 'https']).optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default('switchyard'),
   /** A worker-only process serves /metrics and /health/* on this port when set. */
   WORKER_METRICS_PORT: z.string().trim().regex(/^\d+$/, 'must be a port number').transform(Number).pipe(z.number().int().max(65535)).optional(),
   WEBHOOK_TIMEOUT_MS: int(10_000, 100),

@@ -5,6 +5,7 @@
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { Connector, ConnectorOutcome, SyncOutcome } from './port.js';
 import { metrics } from '../observability/metrics.js';
+import { inSpan, SpanKind, traceHeaders } from '../observability/tracing.js';
 
 function failed(o: SyncOutcome): boolean {
   return o.outcome === 'error' || o.outcome === 'unknown';
@@ -20,7 +21,15 @@ export class GuardedConnector implements Connector {
     this.name = inner.name;
   }
 
-  private async guard<T extends SyncOutcome>(operation: string, call: () => Promise<T>): Promise<T | ConnectorOutcome> {
+  private guard<T extends SyncOutcome>(operation: string, call: (headers: Record<string, string>) => Promise<T>): Promise<T | ConnectorOutcome> {
+    return inSpan(`connector ${this.name}.${operation}`, { 'switchyard.connector': this.name, 'switchyard.operation': operation }, async (span) => {
+      const result = await this.guarded(operation, () => call(traceHeaders()));
+      span.setAttribute('switchyard.outcome', result.outcome);
+      return result;
+    }, SpanKind.CLIENT);
+  }
+
+  private async guarded<T extends SyncOutcome>(operation: string, call: () => Promise<T>): Promise<T | ConnectorOutcome> {
     if (!this.breaker.tryAcquire()) {
       metrics.connectorCalls.inc({ connector: this.name, operation, outcome: 'circuit_open' });
       return { outcome: 'error', charged: false, code: 'circuit_open', message: `The circuit of connector '${this.name}' is open; the call was not sent.` };
@@ -35,10 +44,10 @@ export class GuardedConnector implements Connector {
     return result;
   }
 
-  authorize: Connector['authorize'] = (req) => this.guard('authorize', () => this.inner.authorize(req)) as Promise<ConnectorOutcome>;
-  capture: Connector['capture'] = (req) => this.guard('capture', () => this.inner.capture(req)) as Promise<ConnectorOutcome>;
-  void: Connector['void'] = (req) => this.guard('void', () => this.inner.void(req)) as Promise<ConnectorOutcome>;
-  refund: Connector['refund'] = (req) => this.guard('refund', () => this.inner.refund(req)) as Promise<ConnectorOutcome>;
+  authorize: Connector['authorize'] = (req) => this.guard('authorize', (h) => this.inner.authorize({ ...req, traceHeaders: h })) as Promise<ConnectorOutcome>;
+  capture: Connector['capture'] = (req) => this.guard('capture', (h) => this.inner.capture({ ...req, traceHeaders: h })) as Promise<ConnectorOutcome>;
+  void: Connector['void'] = (req) => this.guard('void', (h) => this.inner.void({ ...req, traceHeaders: h })) as Promise<ConnectorOutcome>;
+  refund: Connector['refund'] = (req) => this.guard('refund', (h) => this.inner.refund({ ...req, traceHeaders: h })) as Promise<ConnectorOutcome>;
   // A sync refused by an open circuit must read as "don't know yet", never as "not charged".
   sync: Connector['sync'] = async (req) => {
     const r = await this.guard('sync', () => this.inner.sync(req));

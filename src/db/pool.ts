@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { inSpan, SpanKind } from '../observability/tracing.js';
 
 // BIGINT columns (money) come back as JS numbers: every amount is capped at 10^12,
 // far below Number.MAX_SAFE_INTEGER, so nothing is lost.
@@ -10,6 +11,10 @@ export type Queryable = pg.Pool | pg.PoolClient;
 
 export function createPool(connectionString: string, max = 10): Db {
   const pool = new pg.Pool({ connectionString, max });
+  const query = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+  // One span per statement run outside a transaction; the statement text, never its values.
+  pool.query = ((text: string, values?: unknown[]) =>
+    inSpan('db.query', { 'db.system': 'postgresql', 'db.statement': String(text).slice(0, 200) }, () => query(text, values), SpanKind.CLIENT)) as typeof pool.query;
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on('error', () => undefined);
   return pool;
@@ -17,6 +22,10 @@ export function createPool(connectionString: string, max = 10): Db {
 
 /** Runs fn in one transaction; rolls back on any throw. Never call the network inside fn. */
 export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  return inSpan('db.transaction', { 'db.system': 'postgresql' }, () => runTx(db, fn), SpanKind.CLIENT);
+}
+
+async function runTx<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
   const client = await db.connect();
   try {
     await client.query('BEGIN');

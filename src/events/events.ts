@@ -12,6 +12,7 @@ export interface EventRow {
   correlation_id: string | null;
   data: Record<string, unknown>;
   payment_id: string | null;
+  trace_context?: string | null;
   created_at: Date;
 }
 

@@ -27,6 +27,8 @@ import type { Mode } from '../webhooks/url-policy.js';
 import type { RateLimiter } from '../protection/rate-limit.js';
 import type { ReadOnlySwitch } from '../protection/read-only.js';
 import { metrics, registry } from '../observability/metrics.js';
+import { context, contextFrom, SpanKind, trace, tracer } from '../observability/tracing.js';
+import type { Context, Span } from '@opentelemetry/api';
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 
@@ -79,6 +81,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('merchant', null);
+  app.decorateRequest('otel', null);
+
+  // Tracing: a server span per request, joined to the caller's traceparent; handlers run inside it.
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = function (this: FastifyInstance, req, reply) {
+      const ctx = (req as FastifyRequest & { otel: { ctx: Context } | null }).otel?.ctx ?? context.active();
+      return context.with(ctx, () => handler.call(this, req, reply));
+    };
+  });
 
   // Strict JSON: prototype pollution keys refused; an empty body is no body.
   app.removeContentTypeParser('application/json');
@@ -111,6 +123,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   let inFlight = 0;
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', String(req.id));
+    const parent = contextFrom(req.headers);
+    const span = tracer().startSpan(`HTTP ${req.method}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0], 'switchyard.request_id': String(req.id) } }, parent);
+    (req as FastifyRequest & { otel: { span: Span; ctx: Context } }).otel = { span, ctx: trace.setSpan(parent, span) };
     inFlight += 1;
     reply.raw.once('close', () => {
       inFlight -= 1;
@@ -160,6 +175,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   app.addHook('onResponse', async (req, reply) => {
+    const otel = (req as FastifyRequest & { otel: { span: Span } | null }).otel;
+    if (otel) {
+      otel.span.updateName(`HTTP ${req.method} ${req.routeOptions.url ?? 'unknown'}`);
+      otel.span.setAttribute('http.route', req.routeOptions.url ?? 'unknown');
+      otel.span.setAttribute('http.response.status_code', reply.statusCode);
+      if (req.merchant) otel.span.setAttribute('switchyard.merchant_id', req.merchant.id);
+      otel.span.end();
+    }
     metrics.httpDuration.observe({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     const params = req.params as Record<string, unknown> | undefined;
     req.log.info(

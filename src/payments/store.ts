@@ -7,6 +7,7 @@ import { canTransition, type PaymentStatus } from '../domain/state-machine.js';
 import type { Queryable, Tx } from '../db/pool.js';
 import { newId } from '../lib/ids.js';
 import { metrics } from '../observability/metrics.js';
+import { currentTraceparent } from '../observability/tracing.js';
 import { paymentToApi, refundToApi, type Actor, type AttemptRow, type PaymentRow, type RefundRow } from './types.js';
 
 export async function getPayment(q: Queryable, merchantId: string, id: string): Promise<PaymentRow | null> {
@@ -122,8 +123,8 @@ export async function emitPaymentEvent(
   );
   const updated = r.rows[0]!;
   await tx.query(
-    `INSERT INTO events (id, merchant_id, payment_id, type, sequence, previous_status, correlation_id, data)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    `INSERT INTO events (id, merchant_id, payment_id, type, sequence, previous_status, correlation_id, data, trace_context)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [
       newId('evt'),
       p.merchant_id,
@@ -133,6 +134,7 @@ export async function emitPaymentEvent(
       previousStatus,
       correlationId,
       JSON.stringify({ object: object ?? paymentToApi(updated) }),
+      currentTraceparent(),
     ],
   );
   return updated;

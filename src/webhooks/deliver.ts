@@ -14,6 +14,7 @@ import { nextDelaySeconds, parseRetryAfter } from './retry-schedule.js';
 import { webhookHeaders } from './signing.js';
 import { guardedLookup, urlProblem, type Mode } from './url-policy.js';
 import { metrics } from '../observability/metrics.js';
+import { context, contextFrom, inSpan, SpanKind, traceHeaders } from '../observability/tracing.js';
 
 export interface DeliverySettings {
   mode: Mode;
@@ -168,10 +169,18 @@ export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, setti
   if (problem) return finish(null, `endpoint url ${problem}`);
 
   const event = (await db.query<EventRow>('SELECT * FROM events WHERE id = $1', [d.event_id])).rows[0]!;
-  const body = JSON.stringify(eventToApi(event));
-  const headers = webhookHeaders(await liveSecrets(db, d.endpoint_id), event.id, Math.floor(Date.now() / 1000), body);
-  const result = await send(agent, d.url, headers, body, settings.timeoutMs);
-  const outcome = await finish(result, null);
-  if (outcome === 'succeeded') metrics.webhookEndToEnd.observe((Date.now() - event.created_at.getTime()) / 1000);
-  return outcome;
+  // The delivery joins the trace of the request whose transaction wrote the event.
+  const parent = event.trace_context ? contextFrom({ traceparent: event.trace_context }) : context.active();
+  return context.with(parent, () =>
+    inSpan('webhook.deliver', { 'switchyard.delivery_id': d.id, 'switchyard.event_id': event.id, 'switchyard.attempt': d.attempts + 1 }, async (span) => {
+      const body = JSON.stringify(eventToApi(event));
+      const headers = { ...webhookHeaders(await liveSecrets(db, d.endpoint_id), event.id, Math.floor(Date.now() / 1000), body), ...traceHeaders() };
+      const result = await send(agent, d.url, headers, body, settings.timeoutMs);
+      const outcome = await finish(result, null);
+      span.setAttribute('switchyard.outcome', outcome);
+      if (result.statusCode !== null) span.setAttribute('http.response.status_code', result.statusCode);
+      if (outcome === 'succeeded') metrics.webhookEndToEnd.observe((Date.now() - event.created_at.getTime()) / 1000);
+      return outcome;
+    }, SpanKind.PRODUCER),
+  );
 }

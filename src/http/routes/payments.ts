@@ -13,6 +13,7 @@ import { runIdempotent, type IdempotencySettings } from '../idempotency.js';
 import { cancelBody, captureBody, createPaymentBody, emptyBody, listPaymentsQuery, refundBody } from '../schemas/payments.js';
 import { idParam } from '../schemas/common.js';
 import type { FastifyRequest } from 'fastify';
+import { inSpan } from '../../observability/tracing.js';
 
 const security: Record<string, string[]>[] = [{ apiKey: [] }, { bearer: [] }];
 // Optional bodies are nullish: Fastify validates a request without a body as null, not undefined.
@@ -30,7 +31,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
     schema: { tags: ['payments'], summary: 'Create (and by default confirm) a payment', security, body: createPaymentBody, headers: idempotencyHeader },
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => {
-      const { payment } = await createPayment(deps, ctxOf(req), req.body, recovery);
+      const { payment } = await inSpan('payments.create', { 'switchyard.merchant_id': req.merchant!.id }, () => createPayment(deps, ctxOf(req), req.body, recovery));
       return { status: 201, body: paymentToApi(payment) };
     }),
   );
@@ -57,7 +58,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 200,
-      body: paymentToApi(await confirmPayment(deps, ctxOf(req), req.params.id, recovery)),
+      body: paymentToApi(await inSpan('payments.confirm', { 'switchyard.payment_id': req.params.id }, () => confirmPayment(deps, ctxOf(req), req.params.id, recovery))),
     })),
   );
 
@@ -66,7 +67,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 200,
-      body: paymentToApi(await capturePayment(deps, ctxOf(req), req.params.id, req.body?.amount, recovery)),
+      body: paymentToApi(await inSpan('payments.capture', { 'switchyard.payment_id': req.params.id }, () => capturePayment(deps, ctxOf(req), req.params.id, req.body?.amount, recovery))),
     })),
   );
 
@@ -75,7 +76,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 200,
-      body: paymentToApi(await cancelPayment(deps, ctxOf(req), req.params.id, req.body?.reason, recovery)),
+      body: paymentToApi(await inSpan('payments.cancel', { 'switchyard.payment_id': req.params.id }, () => cancelPayment(deps, ctxOf(req), req.params.id, req.body?.reason, recovery))),
     })),
   );
 
@@ -84,7 +85,11 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => ({
       status: 201,
-      body: refundToApi(await refundPayment(deps, ctxOf(req), req.params.id, { amount: req.body?.amount, reason: req.body?.reason }, recovery)),
+      body: refundToApi(
+        await inSpan('payments.refund', { 'switchyard.payment_id': req.params.id }, () =>
+          refundPayment(deps, ctxOf(req), req.params.id, { amount: req.body?.amount, reason: req.body?.reason }, recovery),
+        ),
+      ),
     })),
   );
 
