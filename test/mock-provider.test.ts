@@ -190,8 +190,9 @@ describe('tokens through the mock connector', () => {
   it('refuses a token that is not tok_… without storing anything', async () => {
     const auth = authRequest('pm_card_visa');
     const o = await connector.authorize(auth);
-    expectOutcome(o, 'error');
-    expect(o).toMatchObject({ charged: false, code: 'invalid_token' });
+    // A refusal of the request itself is an answer about this payment, not provider trouble.
+    expectOutcome(o, 'declined');
+    expect(o).toMatchObject({ code: 'invalid_token' });
     expect(await connector.sync({ attemptId: auth.attemptId, paymentId: auth.paymentId, operation: 'authorize' }))
       .toEqual({ outcome: 'not_found' });
   });
@@ -334,7 +335,7 @@ describe('capture, void and refund', () => {
     expectOutcome(a, 'succeeded');
     const base = { paymentId: auth.paymentId, providerReference: a.providerReference, currency: 'INR' };
     const tooMuch = await connector.capture({ ...base, attemptId: op('cap'), amount: 1001 });
-    expect(tooMuch).toMatchObject({ outcome: 'error', charged: false, code: 'amount_too_large' });
+    expect(tooMuch).toMatchObject({ outcome: 'declined', code: 'amount_too_large' });
     const captureKey = op('cap');
     const c = await connector.capture({ ...base, attemptId: captureKey, amount: 600 });
     expect(c).toMatchObject({ outcome: 'succeeded', providerStatus: 'captured', providerReference: a.providerReference });
@@ -345,7 +346,7 @@ describe('capture, void and refund', () => {
     expect(second).toMatchObject({ outcome: 'error', charged: false, code: 'charge_not_capturable' });
     expect((await ledger(auth.paymentId)).map((r) => [r.operation, r.amount])).toEqual([['authorize', 1000], ['capture', 600]]);
     const missing = await connector.capture({ ...base, providerReference: 'ch_missing', attemptId: op('cap'), amount: 1 });
-    expect(missing).toMatchObject({ outcome: 'error', code: 'charge_not_found' });
+    expect(missing).toMatchObject({ outcome: 'declined', code: 'charge_not_found' });
   });
 
   it('voids an authorization once, after which it cannot be captured', async () => {
@@ -377,9 +378,9 @@ describe('capture, void and refund', () => {
     expectOutcome(r1, 'succeeded');
     expect(r1.providerStatus).toBe('refunded');
     expect(r1.providerReference).toMatch(/^rf_/);
-    expect(await refund(500)).toMatchObject({ outcome: 'error', charged: false, code: 'refund_exceeds_captured' });
+    expect(await refund(500)).toMatchObject({ outcome: 'declined', code: 'refund_exceeds_captured' });
     expect(await refund(400)).toMatchObject({ outcome: 'succeeded' });
-    expect(await refund(1)).toMatchObject({ outcome: 'error', code: 'refund_exceeds_captured' });
+    expect(await refund(1)).toMatchObject({ outcome: 'declined', code: 'refund_exceeds_captured' });
     const rows = await ledger(auth.paymentId);
     expect(rows.filter((r) => r.operation === 'refund').reduce((s, r) => s + r.amount, 0)).toBe(1000);
   });
@@ -392,7 +393,7 @@ describe('capture, void and refund', () => {
       attemptId: op(`pref${i}`), paymentId: auth.paymentId, refundId: `re_p${i}`, providerReference: a.providerReference, amount: 300, currency: 'INR',
     })));
     expect(outcomes.filter((o) => o.outcome === 'succeeded')).toHaveLength(3);
-    expect(outcomes.filter((o) => o.outcome === 'error')).toHaveLength(7);
+    expect(outcomes.filter((o) => o.outcome === 'declined')).toHaveLength(7);
     const refunded = (await ledger(auth.paymentId)).filter((r) => r.operation === 'refund');
     expect(refunded.reduce((s, r) => s + r.amount, 0)).toBe(900);
   });

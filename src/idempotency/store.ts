@@ -3,7 +3,7 @@
  * in_progress → released (refused or unfinished: usable again). An in_progress key whose lease has
  * lapsed belonged to a request that died; the next request with it resumes from its recovery point.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { AppError } from '../domain/errors.js';
 import type { Db, Tx } from '../db/pool.js';
 
@@ -37,7 +37,8 @@ interface KeyRow {
 }
 
 export async function beginRequest(db: Db, input: BeginInput): Promise<Begin> {
-  const owner = randomUUID();
+  // base64url, not a dashed UUID: no long digit runs that a card-number scan could mistake
+  const owner = randomBytes(16).toString('base64url');
   const ref = { scope: input.scope, key: input.key, owner };
   for (;;) {
     const inserted = await db.query(

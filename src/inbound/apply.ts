@@ -91,7 +91,10 @@ export async function applyProviderEvent(tx: Tx, connector: string, e: Normalize
   const target = PAYMENT_TARGET[e.type];
   if (!target) return { status: 'ignored', result: `event type '${e.type}' changes no payment status`, paymentId: payment.id };
   if (payment.status === target) return { status: 'ignored', result: `payment already ${target}`, paymentId: payment.id };
-  if (pathTo(payment.status, target)) {
+  // A failure reported once the provider has authorized is late (a reordered or duplicated
+  // delivery of an earlier decline): authorized → failed would drop a hold the provider still has.
+  const lateFailure = target === 'failed' && payment.status === 'authorized';
+  if (!lateFailure && pathTo(payment.status, target)) {
     const captured = target === 'captured';
     const moved = await moveTo(tx, payment, target, `provider_event:${e.type}`, by, {
       ...(e.providerReference && !payment.provider_reference ? { provider_reference: e.providerReference } : {}),

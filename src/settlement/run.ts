@@ -22,6 +22,7 @@ import { AppError, isAppError } from '../domain/errors.js';
 import type { Db, Tx } from '../db/pool.js';
 import { withTx } from '../db/pool.js';
 import type { Logger } from '../lib/logger.js';
+import { metrics } from '../observability/metrics.js';
 import { transition } from '../payments/store.js';
 import type { Actor, PaymentRow } from '../payments/types.js';
 import { withLease, type LeaseSignal } from '../worker/lease.js';
@@ -102,7 +103,12 @@ export interface ChunkResult {
   row: SettlementRow;
   /** Payments looked at in this chunk (settled + errors). */
   processed: number;
+  settled: number;
+  errors: number;
+  /** The batch is no longer running: completed by this chunk, or completed / failed by someone else. */
   done: boolean;
+  /** This chunk completed the batch. */
+  completed: boolean;
 }
 
 /**
@@ -110,10 +116,10 @@ export interface ChunkResult {
  * this chunk, or completed / failed by someone else).
  */
 export async function runChunk(db: Db, id: string): Promise<ChunkResult> {
-  return withTx(db, async (tx) => {
+  const result = await withTx(db, async (tx): Promise<ChunkResult> => {
     const s = (await tx.query<SettlementRow>('SELECT * FROM settlements WHERE id = $1 FOR UPDATE', [id])).rows[0];
     if (!s) throw new AppError('RESOURCE_NOT_FOUND', `No such settlement: '${id}'.`);
-    if (s.status !== 'running') return { row: s, processed: 0, done: true };
+    if (s.status !== 'running') return { row: s, processed: 0, settled: 0, errors: 0, done: true, completed: false };
 
     const payments = (await tx.query<PaymentRow>(ELIGIBLE_SQL, [s.last_payment_id, s.cutoff, s.chunk_size])).rows;
     let settled = 0;
@@ -151,8 +157,12 @@ export async function runChunk(db: Db, id: string): Promise<ChunkResult> {
         WHERE id = $1 RETURNING *`,
       [id, payments.at(-1)?.id ?? s.last_payment_id, settled, errors, payments.length > 0 ? 1 : 0, done],
     );
-    return { row: r.rows[0]!, processed: payments.length, done };
+    return { row: r.rows[0]!, processed: payments.length, settled, errors, done, completed: done };
   });
+  // Counted once committed.
+  if (result.settled > 0) metrics.settlement.inc({ outcome: 'settled' }, result.settled);
+  if (result.errors > 0) metrics.settlement.inc({ outcome: 'error' }, result.errors);
+  return result;
 }
 
 function pause(ms: number, signal?: AbortSignal): Promise<void> {
@@ -189,17 +199,18 @@ async function chunkFailed(db: Db, id: string, message: string, final: boolean):
     .catch(() => undefined);
 }
 
-async function runChunks(db: Db, id: string, lease: LeaseSignal, opts: RunOptions): Promise<void> {
+/** False when the batch turned out to be completed already (nothing was run). */
+async function runChunks(db: Db, id: string, lease: LeaseSignal, opts: RunOptions): Promise<boolean> {
   const retries = opts.chunkRetries ?? DEFAULT_RUN_OPTIONS.chunkRetries;
   const delay = opts.retryDelayMs ?? DEFAULT_RUN_OPTIONS.retryDelayMs;
   const log = opts.log;
   const started = await markStarted(db, id);
-  if (!started) return; // completed meanwhile
+  if (!started) return false; // completed meanwhile
   log?.info({ job: 'settlement', settlement_id: id, checkpoint: started.last_payment_id }, 'settlement running');
   for (;;) {
     if (lease.lost || opts.signal?.aborted) {
       log?.warn({ job: 'settlement', settlement_id: id, lease_lost: lease.lost }, 'settlement stopped between chunks; it will be resumed');
-      return;
+      return true;
     }
     let failures = 0;
     let result: ChunkResult;
@@ -213,24 +224,28 @@ async function runChunks(db: Db, id: string, lease: LeaseSignal, opts: RunOption
         const final = failures > retries;
         await chunkFailed(db, id, message, final);
         log?.warn({ job: 'settlement', settlement_id: id, failures, final, err: message }, final ? 'settlement chunk failed; batch failed' : 'settlement chunk failed; retrying');
-        if (final) return;
+        if (final) {
+          metrics.settlement.inc({ outcome: 'failed' });
+          return true;
+        }
         await pause(delay * 2 ** (failures - 1), opts.signal);
-        if (lease.lost || opts.signal?.aborted) return;
+        if (lease.lost || opts.signal?.aborted) return true;
       }
     }
     log?.debug({ job: 'settlement', settlement_id: id, processed: result.processed, checkpoint: result.row.last_payment_id }, 'settlement chunk');
     if (result.done) {
-      if (result.row.status === 'completed') {
+      if (result.completed) {
+        metrics.settlement.inc({ outcome: 'completed' });
         log?.info({ job: 'settlement', settlement_id: id, settled: result.row.settled_count, errors: result.row.error_count }, 'settlement completed');
       }
-      return;
+      return true;
     }
   }
 }
 
 export interface RunOutcome {
   row: SettlementRow;
-  /** False when the batch's lease was held by another runner (or the batch was already completed). */
+  /** True when this call ran the batch (some or all of it); false when another runner held its lease or it was already completed. */
   ran: boolean;
 }
 
@@ -238,10 +253,7 @@ export interface RunOutcome {
 export async function runSettlementOnce(db: Db, id: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const before = await getSettlement(db, id);
   if (before.status === 'completed') return { row: before, ran: false };
-  const ran = await withLease(db, settlementLeaseName(id), opts.leaseSeconds ?? DEFAULT_RUN_OPTIONS.leaseSeconds, async (lease) => {
-    await runChunks(db, id, lease, opts);
-    return true;
-  });
+  const ran = await withLease(db, settlementLeaseName(id), opts.leaseSeconds ?? DEFAULT_RUN_OPTIONS.leaseSeconds, (lease) => runChunks(db, id, lease, opts));
   return { row: (await findSettlement(db, id))!, ran: ran === true };
 }
 

@@ -3,7 +3,7 @@
  * nothing), the HTTP call runs with no transaction or row lock held, and the outcome — attempt log,
  * next attempt (a new job at that time) or final status — commits in one transaction.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { Agent, request, type Dispatcher } from 'undici';
 import { withTx, type Db } from '../db/pool.js';
@@ -110,7 +110,8 @@ async function followUpLeased(db: Db, boss: PgBoss, deliveryId: string): Promise
 }
 
 export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, settings: DeliverySettings, deliveryId: string): Promise<DeliveryOutcome> {
-  const owner = randomUUID();
+  // base64url, not a dashed UUID: no long digit runs that a card-number scan could mistake
+  const owner = randomBytes(16).toString('base64url');
   const leased = await db.query<LeasedDelivery>(
     `UPDATE webhook_deliveries d SET locked_until = now() + make_interval(secs => $3), owner = $2, updated_at = now()
        FROM webhook_endpoints e

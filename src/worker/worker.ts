@@ -83,8 +83,14 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
         await Promise.all(
           jobs.map(async (job) => {
             const started = performance.now();
-            const outcome = await deliverOnce(db, boss, agent, delivery, job.data.delivery_id);
-            log.info({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, outcome, ms: Math.round(performance.now() - started) }, 'job');
+            try {
+              const outcome = await deliverOnce(db, boss, agent, delivery, job.data.delivery_id);
+              log.info({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, outcome, ms: Math.round(performance.now() - started) }, 'job');
+            } catch (err) {
+              // One delivery's trouble (say, the database blinked) must not fail its batch-mates;
+              // its lease lapses and the follow-up job or a replay sends it.
+              log.warn({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, err: (err as Error).message }, 'delivery attempt failed');
+            }
           }),
         );
       }),

@@ -75,24 +75,39 @@ const weird = fc.oneof(
   pan,
 );
 
-const validish = {
-  amount: fc.oneof(fc.integer({ min: 1, max: 1_000_000_000 }), weird),
-  currency: fc.oneof(fc.constantFrom('INR', 'USD', 'JPY', 'KWD', 'inr', 'XXX'), weird),
-  payment_method: fc.oneof(fc.constantFrom('card', 'upi', 'netbanking', 'wallet', 'cash'), weird),
-  payment_method_token: fc.oneof(fc.constantFrom('tok_success', 'tok_decline', 'tok_async'), weird),
-  reference_id: fc.oneof(fc.stringMatching(/^[a-z_]{1,20}$/), weird),
-  customer: fc.oneof(
-    fc.record({ email: fc.oneof(fc.constant('a@example.com'), weird), phone: fc.oneof(fc.constant('+919876543210'), weird) }, { requiredKeys: [] }),
-    weird,
-  ),
-  capture_method: fc.oneof(fc.constantFrom('automatic', 'manual'), weird),
-  confirm: fc.oneof(fc.boolean(), weird),
-  description: fc.oneof(fc.string({ maxLength: 50 }), weird),
-  metadata: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 }), { maxKeys: 5 }), weird),
-  amount_extra: weird,
-};
+const FIELDS = ['amount', 'currency', 'payment_method', 'payment_method_token', 'reference_id', 'customer', 'capture_method', 'confirm', 'description', 'metadata'] as const;
 
-const paymentBody = fc.record(validish, { requiredKeys: [] }).map(({ amount_extra, ...b }) => (amount_extra === undefined ? b : { ...b, [`x_${typeof amount_extra}`]: amount_extra }));
+/** A valid payment with zero to two fields broken: removed, replaced by something odd, or an extra field. */
+const paymentBody = fc
+  .record({
+    amount: fc.integer({ min: 10_000, max: 5_000_000 }),
+    currency: fc.constantFrom('INR', 'USD', 'JPY'),
+    payment_method: fc.constantFrom('card', 'upi', 'netbanking', 'wallet'),
+    payment_method_token: fc.constantFrom('tok_success', 'tok_success', 'tok_decline', 'tok_insufficient_funds'),
+    reference_id: fc.stringMatching(/^[a-z_]{8,20}$/),
+    customer: fc.record({ email: fc.constant('fuzz@example.com'), phone: fc.constant('+919876543210'), name: fc.string({ unit: 'grapheme', maxLength: 20 }) }),
+    capture_method: fc.constantFrom('automatic', 'manual'),
+    metadata: fc.dictionary(fc.string({ minLength: 1, maxLength: 10 }).filter((k) => k !== 'compliance_flags'), fc.string({ maxLength: 10 }), { maxKeys: 3 }),
+  })
+  .chain((base) =>
+    fc
+      .array(
+        fc.oneof(
+          fc.constantFrom(...FIELDS).map((f) => ({ kind: 'drop' as const, f, v: undefined as unknown })),
+          fc.tuple(fc.constantFrom(...FIELDS), weird).map(([f, v]) => ({ kind: 'set' as const, f, v })),
+          fc.tuple(fc.string({ maxLength: 12 }), weird).map(([f, v]) => ({ kind: 'extra' as const, f, v })),
+        ),
+        { maxLength: 2 },
+      )
+      .map((mutations) => {
+        const b: Record<string, unknown> = { ...base };
+        for (const { kind, f, v } of mutations) {
+          if (kind === 'drop') delete b[f];
+          else b[f] = v;
+        }
+        return b;
+      }),
+  );
 
 function nest(depth: number): unknown {
   let v: unknown = 'x';

@@ -48,6 +48,11 @@ export function outcomeFromResponse(operation: ConnectorOperation, status: numbe
       raw: body,
     };
   }
+  // The provider looked at this request and refused it (bad token, amount, state): an answer about
+  // this payment, like a decline — not a sign the provider is unhealthy, and no reason to fail over.
+  if (status === 400 || status === 404 || status === 422) {
+    return { outcome: 'declined', code: err.code ?? `http_${status}`, message: err.message ?? `Provider refused the request (${status}).`, raw: body };
+  }
   if (status >= 400 && status < 500) {
     return { outcome: 'error', charged: false, code: err.code ?? `http_${status}`, message: err.message ?? `Provider answered ${status}.`, raw: body };
   }

@@ -37,10 +37,10 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps, idem
     deleteEndpoint(deps.db, mid(req), req.params.id),
   );
   r.post('/v1/webhook_endpoints/:id/enable', {
-    schema: { tags, summary: 'Re-enable an endpoint disabled by a 410 Gone', security, params: idParam('we'), body: emptyBody.optional() },
+    schema: { tags, summary: 'Re-enable an endpoint disabled by a 410 Gone', security, params: idParam('we'), body: emptyBody.nullish() },
   }, async (req, reply) => runIdempotent(req, reply, mid(req), idem, async () => ({ status: 200, body: await enableEndpoint(deps.db, mid(req), req.params.id) })));
   r.post('/v1/webhook_endpoints/:id/rotate_secret', {
-    schema: { tags, summary: 'Rotate the signing secret; both sign during the overlap', security, params: idParam('we'), body: rotateSecretBody.optional() },
+    schema: { tags, summary: 'Rotate the signing secret; both sign during the overlap', security, params: idParam('we'), body: rotateSecretBody.nullish() },
   }, async (req, reply) =>
     runIdempotent(req, reply, mid(req), idem, async () => ({
       status: 200,
@@ -63,7 +63,7 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps, idem
     listDeliveryAttempts(deps.db, mid(req), req.params.id),
   );
   r.post('/v1/webhook_deliveries/:id/retry', {
-    schema: { tags, summary: 'Attempt a delivery again now', security, params: idParam('wd'), body: emptyBody.optional() },
+    schema: { tags, summary: 'Attempt a delivery again now', security, params: idParam('wd'), body: emptyBody.nullish() },
   }, async (req, reply) => runIdempotent(req, reply, mid(req), idem, async () => ({ status: 200, body: await retryDelivery(deps.db, deps.boss, mid(req), req.params.id) })));
 
   r.get('/v1/events', { schema: { tags: ['events'], summary: 'List events, newest first', security, querystring: listEventsQuery } }, async (req) =>
@@ -73,6 +73,6 @@ export function webhookRoutes(app: FastifyInstance, deps: WebhookRouteDeps, idem
     eventToApi(await findEvent(deps.db, mid(req), req.params.id)),
   );
   r.post('/v1/events/:id/redeliver', {
-    schema: { tags: ['events'], summary: 'Deliver an event again to every endpoint subscribed to it', security, params: idParam('evt'), body: emptyBody.optional() },
+    schema: { tags: ['events'], summary: 'Deliver an event again to every endpoint subscribed to it', security, params: idParam('evt'), body: emptyBody.nullish() },
   }, async (req, reply) => runIdempotent(req, reply, mid(req), idem, async () => ({ status: 200, body: await redeliverEvent(deps.db, deps.boss, mid(req), req.params.id) })));
 }
