@@ -33,15 +33,18 @@ export async function startBoss(opts: BossOptions): Promise<PgBoss> {
   // pg-boss reports background errors as events; an unhandled 'error' event would kill the process.
   boss.on('error', () => undefined);
   await boss.start();
-  await boss.createQueue(QUEUE.delivery, {
+  const delivery = {
     name: QUEUE.delivery,
-    policy: 'standard',
+    policy: 'standard' as const,
     // Our own retry schedule lives in the delivery row; these retries only cover a worker that
     // died mid-job (the job expires and is picked up again).
     retryLimit: 1000,
     retryDelay: 1,
     expireInSeconds: opts.deliveryExpireSeconds,
-  });
+  };
+  await boss.createQueue(QUEUE.delivery, delivery);
+  // createQueue keeps the options of an existing queue; configuration changes must still apply.
+  if (opts.worker) await boss.updateQueue(QUEUE.delivery, delivery);
   await boss.createQueue(QUEUE.housekeeping, { name: QUEUE.housekeeping, policy: 'singleton', retryLimit: 3, expireInSeconds: 300 });
   return boss;
 }
