@@ -53,6 +53,11 @@ export function outcomeFromResponse(operation: ConnectorOperation, status: numbe
   if (status === 400 || status === 404 || status === 422) {
     return { outcome: 'declined', code: err.code ?? `http_${status}`, message: err.message ?? `Provider refused the request (${status}).`, raw: body };
   }
+  // Our key was already used for another request: that one may have charged, so this is not a
+  // certain non-charge and must never allow failover.
+  if (status === 409 && err.code === 'idempotency_conflict') {
+    return { outcome: 'unknown', reason: 'provider_error', message: err.message ?? 'The provider saw this idempotency key with another request.' };
+  }
   if (status >= 400 && status < 500) {
     return { outcome: 'error', charged: false, code: err.code ?? `http_${status}`, message: err.message ?? `Provider answered ${status}.`, raw: body };
   }
