@@ -111,6 +111,13 @@ const schema = z.object({
   OUTBOX_POLL_MS: int(1000, 10),
   WORKER_MAINTENANCE_SECONDS: int(30, 1),
   HOUSEKEEPING_CRON: z.string().default('*/5 * * * *'),
+  SETTLEMENT_CRON: z.string().default('0 2 * * *'),
+  SETTLEMENT_RESUME_CRON: z.string().default('*/5 * * * *'),
+  SETTLEMENT_TZ: z.string().default('UTC'),
+  SETTLEMENT_CHUNK_SIZE: int(1000, 1, 10_000),
+  SETTLEMENT_CHUNK_RETRIES: int(3, 0, 100),
+  SETTLEMENT_RETRY_DELAY_MS: int(1000, 0),
+  SETTLEMENT_LEASE_SECONDS: int(60, 5),
 });
 
 export type Config = z.infer<typeof schema>;

@@ -2,6 +2,7 @@
  * The HTTP API: one Fastify instance with request ids, auth, the card-number guard, zod
  * validation that also generates the OpenAPI document, and the error table.
  */
+import type { ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -22,6 +23,7 @@ import { paymentRoutes } from './routes/payments.js';
 import { adminRoutes } from './routes/admin.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { providerWebhookRoutes } from './routes/provider-webhooks.js';
+import { settlementRoutes } from './routes/settlements.js';
 import type { PgBoss } from '../worker/queue.js';
 import type { Mode } from '../webhooks/url-policy.js';
 import type { RateLimiter } from '../protection/rate-limit.js';
@@ -121,14 +123,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   let inFlight = 0;
+  // Responses still being worked on, so that shutdown can end their keep-alive connections.
+  const open = new Set<ServerResponse>();
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-Request-Id', String(req.id));
     const parent = contextFrom(req.headers);
     const span = tracer().startSpan(`HTTP ${req.method}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0], 'switchyard.request_id': String(req.id) } }, parent);
     (req as FastifyRequest & { otel: { span: Span; ctx: Context } }).otel = { span, ctx: trace.setSpan(parent, span) };
     inFlight += 1;
+    open.add(reply.raw);
     reply.raw.once('close', () => {
       inFlight -= 1;
+      open.delete(reply.raw);
     });
     const kind = routeKind(req.url);
     if (kind === 'public' && !req.url.startsWith('/v1/')) return; // health, metrics, docs: never shed
@@ -212,6 +218,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const deps = { db: opts.db, connectors: opts.connectors };
   paymentRoutes(app, deps, idem);
   adminRoutes(app, opts.db, opts.hasher, idem, opts.connectors);
+  settlementRoutes(app, opts.db, { idempotency: idem });
   webhookRoutes(app, { db: opts.db, boss: opts.boss, mode: opts.mode }, idem);
   await providerWebhookRoutes(app, opts.db, opts.connectors);
 
@@ -236,6 +243,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.addHook('preClose', async () => {
     draining = true;
+    // server.close() closes idle connections once, then waits for the rest. A connection busy now
+    // would go back to idle keep-alive after its response and hold the close (and the process) open
+    // until the client dropped it; so requests still running answer with Connection: close.
+    for (const res of open) {
+      if (!res.headersSent) res.shouldKeepAlive = false;
+      else res.once('finish', () => res.socket?.end());
+    }
   });
 
   for (const plugin of opts.plugins ?? []) await plugin(app);

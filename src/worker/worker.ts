@@ -16,6 +16,7 @@ import type { ConnectorRegistry } from '../connectors/registry.js';
 import { buildConnectors, closeConnectors } from '../runtime/connectors.js';
 import { reconcileDue } from '../reconciliation/sweep.js';
 import { reprocessDueEvents } from '../inbound/receive.js';
+import { registerSettlementJobs } from '../settlement/jobs.js';
 
 export interface WorkerHandle {
   boss: PgBoss;
@@ -152,6 +153,15 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
     log.info({ job: 'housekeeping', ...r }, 'job');
   });
   await boss.schedule(QUEUE.housekeeping, config.HOUSEKEEPING_CRON);
+  const settlement = await registerSettlementJobs(boss, db, log, {
+    cron: config.SETTLEMENT_CRON,
+    resumeCron: config.SETTLEMENT_RESUME_CRON,
+    tz: config.SETTLEMENT_TZ,
+    chunkSize: config.SETTLEMENT_CHUNK_SIZE,
+    chunkRetries: config.SETTLEMENT_CHUNK_RETRIES,
+    retryDelayMs: config.SETTLEMENT_RETRY_DELAY_MS,
+    leaseSeconds: config.SETTLEMENT_LEASE_SECONDS,
+  });
 
   return {
     boss,
@@ -161,6 +171,7 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
       clearInterval(poll);
       await reconciliation.stop();
       await reprocessing.stop();
+      await settlement.stop();
       await listener.end().catch(() => undefined);
       await boss.stop({ graceful: true, timeout: 30_000, wait: true });
       while (running) await new Promise((r) => setTimeout(r, 10));
