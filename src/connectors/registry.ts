@@ -25,6 +25,8 @@ export function createRegistry(connectors: Connector[], breakers: BreakerSetting
       breakers ? new GuardedConnector(c, new CircuitBreaker(breakers, now, (state) => metrics.circuitState.set({ connector: c.name }, CIRCUIT_GAUGE[state]))) : c,
     ]),
   );
+  // Every circuit is exported from the start, so "closed" is never mistaken for "not reported".
+  if (breakers) for (const c of connectors) metrics.circuitState.set({ connector: c.name }, CIRCUIT_GAUGE.closed);
   const breakerOf = (name: string) => {
     const c = byName.get(name);
     return c instanceof GuardedConnector ? c.breaker : null;

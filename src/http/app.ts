@@ -84,6 +84,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('merchant', null);
   app.decorateRequest('otel', null);
+  app.decorateRequest('paymentId', null);
 
   // Tracing: a server span per request, joined to the caller's traceparent; handlers run inside it.
   app.addHook('onRoute', (route) => {
@@ -130,14 +131,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const parent = contextFrom(req.headers);
     const span = tracer().startSpan(`HTTP ${req.method}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0], 'switchyard.request_id': String(req.id) } }, parent);
     (req as FastifyRequest & { otel: { span: Span; ctx: Context } }).otel = { span, ctx: trace.setSpan(parent, span) };
-    inFlight += 1;
     open.add(reply.raw);
+    reply.raw.once('close', () => open.delete(reply.raw));
+    const kind = routeKind(req.url);
+    if (kind === 'public' && !req.url.startsWith('/v1/')) return; // health, metrics, docs: never shed nor counted
+    inFlight += 1;
     reply.raw.once('close', () => {
       inFlight -= 1;
-      open.delete(reply.raw);
     });
-    const kind = routeKind(req.url);
-    if (kind === 'public' && !req.url.startsWith('/v1/')) return; // health, metrics, docs: never shed
     if (inFlight > opts.maxInFlight) {
       metrics.shed.inc();
       throw new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
@@ -199,7 +200,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
         merchant_id: req.merchant?.id,
-        payment_id: typeof params?.id === 'string' && params.id.startsWith('pay_') ? params.id : undefined,
+        payment_id: req.paymentId ?? (typeof params?.id === 'string' && params.id.startsWith('pay_') ? params.id : undefined),
       },
       'request',
     );

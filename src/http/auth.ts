@@ -5,6 +5,8 @@ import type { Merchant } from '../domain/merchant.js';
 declare module 'fastify' {
   interface FastifyRequest {
     merchant: Merchant | null;
+    /** The payment a request created, for its log line. */
+    paymentId: string | null;
   }
 }
 

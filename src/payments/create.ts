@@ -11,6 +11,7 @@ import { authorizePayment } from './authorize.js';
 import type { OperationContext, PaymentDeps, Recovery } from './context.js';
 import { merchantActor } from './context.js';
 import { emitPaymentEvent, getPayment } from './store.js';
+import { metrics } from '../observability/metrics.js';
 import type { PaymentRow } from './types.js';
 
 export interface CreatePaymentInput {
@@ -106,6 +107,7 @@ export async function createPayment(
     );
     const withEvent = await emitPaymentEvent(tx, p, 'payment.created', null, ctx.requestId);
     await recovery?.record(tx, p.id);
+    metrics.paymentTransitions.inc({ from: 'none', to: 'pending' });
     return withEvent;
   });
 

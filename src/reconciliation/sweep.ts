@@ -49,7 +49,7 @@ async function claimDue(deps: PaymentDeps, settings: ReconcileSettings): Promise
         SELECT id FROM payment_attempts
          WHERE status IN ('started','unknown')
            AND COALESCE(next_reconcile_at,
-                 created_at + make_interval(secs => CASE WHEN provider_status = 'pending' THEN $2 ELSE $1 END)) <= now()
+                 created_at + make_interval(secs => CASE WHEN provider_status = 'pending' THEN $2::float8 ELSE $1::float8 END)) <= now()
          ORDER BY COALESCE(next_reconcile_at, created_at)
          LIMIT $3
          FOR UPDATE SKIP LOCKED)
@@ -86,6 +86,7 @@ async function settle(deps: PaymentDeps, settings: ReconcileSettings, attempt: A
   const outcome = status.outcome === 'not_found' ? notFoundOutcome(payment) : status;
   await withTx(deps.db, async (tx) => {
     const applied = await applyOutcome(tx, attempt.id, outcome, ACTOR);
+    if (applied.changed && applied.payment.reconciliation_status === 'manual_review') metrics.reconciliation.inc({ outcome: 'manual_review' });
     if (applied.changed && applied.payment.reconciliation_status === 'pending_reconciliation') {
       await patchPayment(tx, applied.payment, { reconciliation_status: 'synced' });
     }

@@ -32,6 +32,7 @@ export function paymentRoutes(app: FastifyInstance, deps: PaymentDeps, idem: Ide
   }, async (req, reply) =>
     runIdempotent(req, reply, scope(req), idem, async (recovery) => {
       const { payment } = await inSpan('payments.create', { 'switchyard.merchant_id': req.merchant!.id }, () => createPayment(deps, ctxOf(req), req.body, recovery));
+      req.paymentId = payment.id;
       return { status: 201, body: paymentToApi(payment) };
     }),
   );
