@@ -100,6 +100,8 @@ async function serve(config: Config, log: Logger, opts: { seedOnFirstRun: boolea
   }
   print(lines.join('\n'));
   onSignals(log, async () => {
+    api.app.startDraining();
+    if (config.SHUTDOWN_DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, config.SHUTDOWN_DRAIN_DELAY_MS));
     // HTTP drains (readiness already false) while the worker finishes its jobs; connectors go last.
     await Promise.all([api.app.close(), worker?.stop()]);
     await api.close();

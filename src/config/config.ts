@@ -90,6 +90,8 @@ const schema = z.object({
   RATE_LIMIT_GLOBAL: int(20_000, 1),
   /** Requests one api process works on at once before answering 503 OVERLOADED. */
   MAX_IN_FLIGHT: int(1000, 1),
+  /** On SIGTERM, readiness answers 503 this long before the listener closes (load balancers notice). */
+  SHUTDOWN_DRAIN_DELAY_MS: int(0, 0, 25_000),
   /** OTLP/HTTP collector for traces; unset: no spans are exported. */
   OTEL_EXPORTER_OTLP_ENDPOINT: urlWithScheme(['http', 'https']).optional(),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchyard'),

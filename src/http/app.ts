@@ -69,6 +69,7 @@ function routeKind(url: string): 'public' | 'admin' | 'merchant' {
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   let draining = false;
+
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
     // One log line per request, written by our onResponse hook with the ids that matter.
@@ -83,6 +84,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('merchant', null);
+  // Readiness turns false before the listener closes, so load balancers stop sending first.
+  app.decorate('startDraining', () => {
+    draining = true;
+  });
   app.decorateRequest('otel', null);
   app.decorateRequest('paymentId', null);
 

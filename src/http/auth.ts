@@ -3,6 +3,10 @@ import { AppError } from '../domain/errors.js';
 import type { Merchant } from '../domain/merchant.js';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Readiness answers 503 from now on; the listener stays open until close(). */
+    startDraining(): void;
+  }
   interface FastifyRequest {
     merchant: Merchant | null;
     /** The payment a request created, for its log line. */
