@@ -55,7 +55,6 @@ export class CircuitBreaker {
   ) {}
 
   private move(state: BreakerState): void {
-    if (this.state === state) return;
     this.state = state;
     if (state === 'open') this.openedAt = this.now();
     if (state === 'half_open') {

@@ -50,6 +50,8 @@ export interface AppOptions {
   readOnly: ReadOnlySwitch;
   /** Requests this process works on at once before it sheds load with 503 OVERLOADED. */
   maxInFlight: number;
+  /** See PaymentDeps.claimSeconds. */
+  attemptClaimSeconds: number;
   /** Mounts extra plugins (the mock provider under /mock-provider) before the app is ready. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -221,7 +223,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   );
 
   const idem = { db: opts.db, ...opts.idempotency, onReplay: () => metrics.idempotentReplays.inc() };
-  const deps = { db: opts.db, connectors: opts.connectors };
+  const deps = { db: opts.db, connectors: opts.connectors, claimSeconds: opts.attemptClaimSeconds };
   paymentRoutes(app, deps, idem);
   adminRoutes(app, opts.db, opts.hasher, idem, opts.connectors);
   settlementRoutes(app, opts.db, { idempotency: idem });

@@ -102,7 +102,9 @@ export async function receiveWebhook(
 /** Worker: retries failed and unmatched events whose backoff has passed. */
 export async function reprocessDueEvents(db: Db, limit = 100): Promise<{ processed: number; failed: number }> {
   const due = await db.query<{ id: string }>(
-    `SELECT id FROM provider_events WHERE status IN ('failed','unmatched','received') AND COALESCE(next_retry_at, received_at) <= now()
+    `SELECT id FROM provider_events
+      WHERE (status IN ('failed','unmatched') OR (status = 'received' AND received_at < now() - interval '30 seconds'))
+        AND COALESCE(next_retry_at, received_at) <= now()
       ORDER BY COALESCE(next_retry_at, received_at) LIMIT $1`,
     [limit],
   );

@@ -21,8 +21,9 @@ export interface MockProviderOptions {
   /**
    * Where webhooks go. `{connector}` is replaced by `mock` or `flaky`, so one template such as
    * `http://127.0.0.1:8080/v1/connectors/{connector}/webhooks` serves both modes. Unset: none sent.
+   * A function is read at each send, for a receiver whose address is known only later.
    */
-  webhookUrl?: string;
+  webhookUrl?: string | (() => string | undefined);
   /** Overrides webhookUrl for flaky-mode charges. */
   flakyWebhookUrl?: string;
   flaky: FlakyOptions;
@@ -39,7 +40,8 @@ export interface MockProviderOptions {
 }
 
 function webhookTarget(opts: MockProviderOptions, mode: ProviderMode): string | undefined {
-  const template = mode === 'flaky' ? (opts.flakyWebhookUrl ?? opts.webhookUrl) : opts.webhookUrl;
+  const url = typeof opts.webhookUrl === 'function' ? opts.webhookUrl() : opts.webhookUrl;
+  const template = mode === 'flaky' ? (opts.flakyWebhookUrl ?? url) : url;
   return template?.replaceAll('{connector}', mode);
 }
 

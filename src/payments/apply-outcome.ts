@@ -17,14 +17,7 @@ async function lockById(tx: Tx, paymentId: string): Promise<PaymentRow> {
 /** Walks the allowed path to `target`; a contradiction of a terminal state goes to manual review. */
 export async function moveTo(tx: Tx, p: PaymentRow, target: PaymentStatus, cause: string, by: Actor, patch: PaymentPatch = {}): Promise<PaymentRow> {
   const path = pathTo(p.status, target);
-  if (path === null) {
-    if (p.reconciliation_status === 'manual_review') return p;
-    const flagged = await patchPayment(tx, p, { reconciliation_status: 'manual_review' });
-    return emitPaymentEvent(tx, flagged, 'payment.reconciliation_required', p.status, by.requestId, {
-      ...paymentToApi(flagged),
-      reconciliation_reason: `provider reported '${target}' for a payment in status '${p.status}' (${cause})`,
-    });
-  }
+  if (path === null) return flagForReview(tx, p, `provider reported '${target}' for a payment in status '${p.status}' (${cause})`, by);
   let current = p;
   for (let i = 0; i < path.length; i++) {
     const last = i === path.length - 1;
@@ -32,6 +25,32 @@ export async function moveTo(tx: Tx, p: PaymentRow, target: PaymentStatus, cause
   }
   if (path.length === 0 && Object.keys(patch).length > 0) current = await patchPayment(tx, current, patch);
   return current;
+}
+
+/** Marks a failed attempt succeeded; null when the database refuses (another attempt already succeeded). */
+async function reviveAttempt(tx: Tx, a: AttemptRow, outcome: Extract<ConnectorOutcome, { outcome: 'succeeded' }>): Promise<AttemptRow | null> {
+  await tx.query('SAVEPOINT revive_attempt');
+  try {
+    const r = await tx.query<AttemptRow>(
+      `UPDATE payment_attempts SET status = 'succeeded', provider_reference = $2, provider_status = $3,
+              error_message = 'recorded as failed, then reported succeeded by the provider: ' || COALESCE(error_code, ''),
+              error_code = NULL, response = $4, completed_at = now()
+        WHERE id = $1 AND status = 'failed' RETURNING *`,
+      [a.id, outcome.providerReference, outcome.providerStatus, JSON.stringify(outcome.raw ?? null)],
+    );
+    await tx.query('RELEASE SAVEPOINT revive_attempt');
+    return r.rows[0] ?? null;
+  } catch (err) {
+    await tx.query('ROLLBACK TO SAVEPOINT revive_attempt');
+    if ((err as { code?: string }).code === '23505') return null; // a second success: a human must look
+    throw err;
+  }
+}
+
+async function flagForReview(tx: Tx, p: PaymentRow, reason: string, by: Actor): Promise<PaymentRow> {
+  if (p.reconciliation_status === 'manual_review') return p;
+  const flagged = await patchPayment(tx, p, { reconciliation_status: 'manual_review' });
+  return emitPaymentEvent(tx, flagged, 'payment.reconciliation_required', p.status, by.requestId, { ...paymentToApi(flagged), reconciliation_reason: reason });
 }
 
 export interface Applied {
@@ -54,8 +73,19 @@ export async function applyOutcome(tx: Tx, attemptId: string, outcome: Connector
           : outcome.outcome === 'error'
             ? { status: 'failed' as const, errorCode: outcome.code, errorMessage: outcome.message, response: outcome.raw }
             : { status: 'unknown' as const, errorCode: outcome.reason, errorMessage: outcome.message };
-  const attempt = await completeAttempt(tx, attemptId, completion);
-  if (!attempt) return { payment, attempt: (await getAttempt(tx, attemptId))!, changed: false };
+  let attempt = await completeAttempt(tx, attemptId, completion);
+  if (!attempt) {
+    const settled = (await getAttempt(tx, attemptId))!;
+    // The provider says it acted on an attempt we had already judged "not charged" (a sync that
+    // found nothing yet, a refused connection that got through after all). Its fact wins: money
+    // moved, so it must be recorded — never dropped, never followed by a charge elsewhere.
+    if (outcome.outcome !== 'succeeded' || settled.status !== 'failed') return { payment, attempt: settled, changed: false };
+    attempt = await reviveAttempt(tx, settled, outcome);
+    if (!attempt) {
+      const flagged = await flagForReview(tx, payment, `provider reports ${settled.operation} attempt ${settled.id} succeeded after it was recorded as failed`, by);
+      return { payment: flagged, attempt: settled, changed: true };
+    }
+  }
 
   const cause = `${attempt.operation}:${outcome.outcome}`;
   let p = payment;
@@ -111,9 +141,10 @@ async function applyAuthorize(tx: Tx, p: PaymentRow, attempt: AttemptRow, outcom
 async function applyRefund(tx: Tx, p: PaymentRow, attempt: AttemptRow, outcome: ConnectorOutcome, by: Actor): Promise<PaymentRow> {
   if (outcome.outcome === 'unknown' || outcome.outcome === 'pending') return p;
   const succeeded = outcome.outcome === 'succeeded';
+  // A refund recorded as failed can still turn out succeeded (its attempt was revived above).
   const r = await tx.query<RefundRow>(
     `UPDATE refunds SET status = $2, failure_code = $3, failure_message = $4, provider_reference = $5, updated_at = now()
-      WHERE id = $1 AND status = 'pending' RETURNING *`,
+      WHERE id = $1 AND (status = 'pending' OR (status = 'failed' AND $2 = 'succeeded')) RETURNING *`,
     [
       attempt.refund_id,
       succeeded ? 'succeeded' : 'failed',
@@ -127,6 +158,10 @@ async function applyRefund(tx: Tx, p: PaymentRow, attempt: AttemptRow, outcome: 
   let current = p;
   if (succeeded) {
     const refunded = p.amount_refunded + refund.amount;
+    if (refunded > p.amount_captured) {
+      // Only possible when a refund judged failed succeeded after its amount was refunded again.
+      return flagForReview(tx, p, `provider refunds exceed the captured amount after refund ${refund.id} was revived`, by);
+    }
     current =
       refunded >= p.amount_captured
         ? await moveTo(tx, p, 'refunded', `refund:${refund.id}`, by, { amount_refunded: refunded })

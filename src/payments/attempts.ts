@@ -5,6 +5,7 @@
 import { withTx } from '../db/pool.js';
 import type { ConnectorOutcome } from '../connectors/port.js';
 import { applyOutcome, type Applied } from './apply-outcome.js';
+import { claimAttempt } from './store.js';
 import type { PaymentDeps } from './context.js';
 import type { Actor, AttemptRow, PaymentRow } from './types.js';
 
@@ -54,6 +55,7 @@ export async function executeAttempt(deps: PaymentDeps, attempt: AttemptRow, by:
  * of it is the request sent again — under the same key, so it still cannot take effect twice.
  */
 export async function resolveAttempt(deps: PaymentDeps, attempt: AttemptRow, by: Actor): Promise<Applied> {
+  await claimAttempt(deps.db, attempt.id, deps.claimSeconds);
   const connector = deps.connectors.get(attempt.connector);
   if (!connector) return executeAttempt(deps, attempt, by);
   const payment = await loadPayment(deps, attempt.payment_id);

@@ -48,6 +48,7 @@ export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext,
         });
       }
       const attempt = await insertAttempt(tx, {
+        claimSeconds: deps.claimSeconds,
         paymentId: p.id,
         merchantId: p.merchant_id,
         operation: 'authorize',

@@ -21,6 +21,7 @@ export async function cancelPayment(deps: PaymentDeps, ctx: OperationContext, pa
       });
     }
     const attempt = await insertAttempt(tx, {
+        claimSeconds: deps.claimSeconds,
       paymentId: p.id,
       merchantId: p.merchant_id,
       operation: 'void',

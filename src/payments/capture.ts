@@ -22,6 +22,7 @@ export async function capturePayment(deps: PaymentDeps, ctx: OperationContext, p
       });
     }
     const attempt = await insertAttempt(tx, {
+        claimSeconds: deps.claimSeconds,
       paymentId: p.id,
       merchantId: p.merchant_id,
       operation: 'capture',

@@ -6,6 +6,11 @@ import type { Actor } from './types.js';
 export interface PaymentDeps {
   db: Db;
   connectors: ConnectorRegistry;
+  /**
+   * How long whoever acts on an open attempt holds it: longer than the slowest connector call, so
+   * no one concludes "the provider has no record" while a request for it may still arrive there.
+   */
+  claimSeconds: number;
 }
 
 /** Who is asking, and through which request. */

@@ -43,6 +43,7 @@ export async function refundPayment(
     refundId = refund.id;
     await emitRefundEvent(tx, p, refund, 'refund.created', ctx.requestId);
     const attempt = await insertAttempt(tx, {
+        claimSeconds: deps.claimSeconds,
       paymentId: p.id,
       merchantId: p.merchant_id,
       operation: 'refund',

@@ -152,13 +152,15 @@ export interface NewAttempt {
   amount: number | null;
   refundId?: string | null;
   request: unknown;
+  /** The sending request's claim on the attempt (see PaymentDeps.claimSeconds). */
+  claimSeconds: number;
 }
 
 export async function insertAttempt(tx: Tx, a: NewAttempt): Promise<AttemptRow> {
   const r = await tx.query<AttemptRow>(
-    `INSERT INTO payment_attempts (id, payment_id, merchant_id, refund_id, operation, connector, status, amount, request)
-     VALUES ($1, $2, $3, $4, $5, $6, 'started', $7, $8) RETURNING *`,
-    [newId('att'), a.paymentId, a.merchantId, a.refundId ?? null, a.operation, a.connector, a.amount, JSON.stringify(a.request)],
+    `INSERT INTO payment_attempts (id, payment_id, merchant_id, refund_id, operation, connector, status, amount, request, claimed_until)
+     VALUES ($1, $2, $3, $4, $5, $6, 'started', $7, $8, now() + make_interval(secs => $9::float8)) RETURNING *`,
+    [newId('att'), a.paymentId, a.merchantId, a.refundId ?? null, a.operation, a.connector, a.amount, JSON.stringify(a.request), a.claimSeconds],
   );
   return r.rows[0]!;
 }
@@ -192,6 +194,19 @@ export async function openAttempts(q: Queryable, paymentId: string): Promise<Att
     [paymentId],
   );
   return r.rows;
+}
+
+/**
+ * Claims an open attempt for `seconds` before sending it again: while the claim holds, the
+ * janitor will not conclude "the provider has no record". Re-sending needs no exclusivity — the
+ * provider idempotency key makes a second send of the same attempt harmless — so it always wins.
+ */
+export async function claimAttempt(q: Queryable, attemptId: string, seconds: number): Promise<void> {
+  await q.query(
+    `UPDATE payment_attempts SET claimed_until = GREATEST(COALESCE(claimed_until, now()), now() + make_interval(secs => $2::float8))
+      WHERE id = $1 AND status IN ('started','unknown')`,
+    [attemptId, seconds],
+  );
 }
 
 export async function getAttempt(q: Queryable, id: string): Promise<AttemptRow | null> {

@@ -4,7 +4,7 @@ import type { Config } from '../config/config.js';
 import type { Db } from '../db/pool.js';
 import type { Logger } from '../lib/logger.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
-import { buildConnectors, closeConnectors } from './connectors.js';
+import { attemptClaimSeconds, buildConnectors, closeConnectors } from './connectors.js';
 import { mockProviderPlugin } from '../mock-provider/app.js';
 import { loadKeyHasher } from '../merchants/secrets.js';
 import { buildApp } from '../http/app.js';
@@ -68,6 +68,7 @@ export async function createApiProcess(config: Config, db: Db, databaseUrl: stri
     rateLimiter,
     readOnly: createReadOnlySwitch(db),
     maxInFlight: config.MAX_IN_FLIGHT,
+    attemptClaimSeconds: attemptClaimSeconds(config),
     plugins: mountProvider
       ? [async (a) => a.register(async (scoped) => mockProviderPlugin(scoped, mockProviderOptions(config, db, selfUrl)), { prefix: '/mock-provider' })]
       : [],

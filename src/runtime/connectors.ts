@@ -50,3 +50,23 @@ export function buildConnectors(config: Config, mockProviderUrl: string, now: ()
 export async function closeConnectors(registry: ConnectorRegistry): Promise<void> {
   await Promise.all(registry.names().map((n) => (registry.get(n) as { close?: () => Promise<void> }).close?.()));
 }
+
+/**
+ * The longest a connector call may still be in flight. The janitor never looks at an attempt
+ * younger than that: a provider with no record yet might simply not have received it yet.
+ */
+export function slowestCallSeconds(config: Config): number {
+  const all = [
+    { connect: config.CONNECTOR_CONNECT_TIMEOUT_MS, read: Math.max(config.CONNECTOR_AUTHORIZE_TIMEOUT_MS, config.CONNECTOR_TIMEOUT_MS) },
+    ...Object.values(config.CONNECTOR_TIMEOUTS).map((t) => ({
+      connect: t.connect ?? config.CONNECTOR_CONNECT_TIMEOUT_MS,
+      read: Math.max(t.authorize ?? config.CONNECTOR_AUTHORIZE_TIMEOUT_MS, t.default ?? config.CONNECTOR_TIMEOUT_MS),
+    })),
+  ];
+  return Math.ceil(Math.max(...all.map((t) => t.connect + t.read)) / 1000) + 1;
+}
+
+/** How long an actor on an open attempt holds it: twice the slowest call. */
+export function attemptClaimSeconds(config: Config): number {
+  return slowestCallSeconds(config) * 2;
+}

@@ -13,7 +13,7 @@ import { parseSchedule } from '../webhooks/retry-schedule.js';
 import { QUEUE, startBoss, type PgBoss } from './queue.js';
 import { runHousekeeping } from './housekeeping.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
-import { buildConnectors, closeConnectors } from '../runtime/connectors.js';
+import { attemptClaimSeconds, buildConnectors, closeConnectors, slowestCallSeconds } from '../runtime/connectors.js';
 import { reconcileDue } from '../reconciliation/sweep.js';
 import { reprocessDueEvents } from '../inbound/receive.js';
 import { registerSettlementJobs } from '../settlement/jobs.js';
@@ -137,12 +137,13 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
 
   const reconciliation = every(config.RECONCILE_INTERVAL_MS, log, 'reconciliation', () =>
     reconcileDue(
-      { db, connectors },
+      { db, connectors, claimSeconds: attemptClaimSeconds(config) },
       {
-        thresholdSeconds: config.RECONCILE_THRESHOLD_SECONDS,
+        thresholdSeconds: Math.max(config.RECONCILE_THRESHOLD_SECONDS, slowestCallSeconds(config)),
         asyncThresholdSeconds: config.RECONCILE_ASYNC_THRESHOLD_SECONDS,
         maxBackoffSeconds: config.RECONCILE_MAX_BACKOFF_SECONDS,
         batchSize: 50,
+        claimSeconds: attemptClaimSeconds(config),
       },
     ),
   );

@@ -52,9 +52,7 @@ export async function startHarness(env: Record<string, string> = {}, opts: { wor
   let apiUrl = 'http://127.0.0.1:1';
   const provider = await buildMockProviderServer({
     ...mockProviderOptions(config, database.db, 'http://127.0.0.1:1'),
-    get webhookUrl() {
-      return `${apiUrl}/v1/connectors/{connector}/webhooks`;
-    },
+    webhookUrl: () => `${apiUrl}/v1/connectors/{connector}/webhooks`,
     logger: false,
   } as Parameters<typeof buildMockProviderServer>[0]);
   await provider.listen({ host: '127.0.0.1', port: 0 });

@@ -58,5 +58,5 @@ export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, ide
       security,
       querystring: z.object({ status: z.enum(['manual_review', 'pending_reconciliation', 'synced']).default('manual_review'), limit: listLimit, starting_after: z.string().max(64).optional() }).strict(),
     },
-  }, async (req) => listForReconciliation({ db, connectors }, req.query.status, req.query.limit, req.query.starting_after));
+  }, async (req) => listForReconciliation(db, req.query.status, req.query.limit, req.query.starting_after));
 }
