@@ -120,7 +120,7 @@ describe('the janitor and a concurrent re-send', () => {
 
   it('drops its "no record" verdict when a resumed request re-claimed the attempt while it asked', async () => {
     const p = await pendingPayment();
-    const a = await openAttempt(p.id, p.amount);
+    await openAttempt(p.id, p.amount);
     // While the janitor waits for the provider, a resumed request claims the attempt to send it again.
     const registry = createRegistry([connectorThat((id) => claimAttempt(db(), id, 30), { outcome: 'not_found' })], false);
     const r = await reconcileDue({ db: db(), connectors: registry, claimSeconds: 30 }, settings);

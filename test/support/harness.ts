@@ -82,13 +82,17 @@ export async function startHarness(env: Record<string, string> = {}, opts: { wor
   };
 }
 
-export interface ApiResponse<T = Record<string, any>> {
+// Response bodies are navigated freely by assertions; a wrong path fails the assertion reading it.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type JsonBody = Record<string, any>;
+
+export interface ApiResponse<T = JsonBody> {
   status: number;
   headers: Headers;
   body: T;
 }
 
-export async function call<T = Record<string, any>>(
+export async function call<T = JsonBody>(
   h: { url: string },
   method: string,
   path: string,
