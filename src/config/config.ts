@@ -108,7 +108,7 @@ const schema = z.object({
   WEBHOOK_BACKLOG_THRESHOLD: int(10_000, 1),
   WEBHOOK_DROPPABLE_TYPES: z.string().default('payment.created,payment.processing'),
   WEBHOOK_CONCURRENCY: int(4, 1),
-  WEBHOOK_BATCH_SIZE: int(20, 1),
+  WEBHOOK_BATCH_SIZE: int(50, 1),
   OUTBOX_BATCH_SIZE: int(500, 1),
   OUTBOX_POLL_MS: int(1000, 10),
   WORKER_MAINTENANCE_SECONDS: int(30, 1),

@@ -13,9 +13,9 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** SHA-256 of method, path and the canonical body (SPEC §9). */
+/** SHA-256 of method, path and the canonical body (SPEC §9), base64url-encoded. */
 export function fingerprint(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method.toUpperCase()}\n${path}\n${canonicalJson(body)}`).digest('hex');
+  return createHash('sha256').update(`${method.toUpperCase()}\n${path}\n${canonicalJson(body)}`).digest('base64url');
 }
 
 /** 1–255 printable ASCII characters. */

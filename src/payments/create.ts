@@ -60,9 +60,11 @@ export async function createPayment(
     // Risk: serialise the merchant's creations so the sliding-window count is exact.
     await lockKey(tx, `velocity:${m.id}`);
     const v = await tx.query<{ n: number; oldest_age: number | null }>(
+      // Counting stops at the limit: the answer only has to tell "under" from "at or over".
       `SELECT count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float8 AS oldest_age
-         FROM payments WHERE merchant_id = $1 AND created_at > now() - make_interval(secs => $2)`,
-      [m.id, m.limits.velocity.window_seconds],
+         FROM (SELECT created_at FROM payments WHERE merchant_id = $1 AND created_at > now() - make_interval(secs => $2)
+                ORDER BY created_at LIMIT $3) w`,
+      [m.id, m.limits.velocity.window_seconds, m.limits.velocity.max_payments],
     );
     const risk = riskLayer(m, v.rows[0]!.n, v.rows[0]!.oldest_age ?? 0);
     if (risk) throw risk;

@@ -79,8 +79,11 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
 
   const workerIds: string[] = [];
   for (let i = 0; i < config.WEBHOOK_CONCURRENCY; i++) {
+    let id = '';
     workerIds.push(
-      await boss.work<{ delivery_id: string }>(QUEUE.delivery, { batchSize: config.WEBHOOK_BATCH_SIZE, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+      (id = await boss.work<{ delivery_id: string }>(QUEUE.delivery, { batchSize: config.WEBHOOK_BATCH_SIZE, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+        // A full batch means more are waiting: fetch again at once instead of sleeping a poll interval.
+        if (jobs.length === config.WEBHOOK_BATCH_SIZE) setImmediate(() => boss.notifyWorker(id));
         await Promise.all(
           jobs.map(async (job) => {
             const started = performance.now();
@@ -94,7 +97,7 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
             }
           }),
         );
-      }),
+      })),
     );
   }
 

@@ -105,8 +105,9 @@ describe('fingerprint', () => {
   const body = { amount: 1000, currency: 'INR', customer: { email: 'a@b.co', phone: '+911234567890' } };
   const fp = fingerprint('POST', '/v1/payments', body);
 
-  it('is a SHA-256 hex digest', () => {
-    expect(fp).toMatch(/^[0-9a-f]{64}$/);
+  it('is a SHA-256 digest in base64url (no long digit runs a card-number scan could mistake)', () => {
+    expect(fp).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(Buffer.from(fp, 'base64url')).toHaveLength(32);
   });
 
   it('is stable across key order and method case', () => {
