@@ -5,18 +5,8 @@
  * same choices whatever the timing: flow 17 always uses the same token, amount and operations.
  */
 import { createHash } from 'node:crypto';
+import { mulberry32 } from '../src/mock-provider/flaky.js';
 
-/** mulberry32, the same generator the mock provider's flaky mode uses. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A 32-bit number from the seed and any labels, stable across runs and platforms. */
 export function hash32(seed: number, ...labels: (string | number)[]): number {

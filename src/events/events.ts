@@ -1,6 +1,7 @@
 /** The event envelope (SPEC §12) and the read side of the outbox. */
 import { AppError } from '../domain/errors.js';
 import type { Queryable } from '../db/pool.js';
+import { Filters } from '../db/filters.js';
 
 export interface EventRow {
   id: string;
@@ -42,16 +43,7 @@ export async function listEvents(
   merchantId: string,
   f: { type?: string | undefined; payment_id?: string | undefined; limit: number; starting_after?: string | undefined },
 ): Promise<{ object: 'list'; data: Record<string, unknown>[]; has_more: boolean }> {
-  const where = ['merchant_id = $1'];
-  const values: unknown[] = [merchantId];
-  const add = (sql: string, v: unknown) => {
-    values.push(v);
-    where.push(sql.replace('?', `$${values.length}`));
-  };
-  if (f.type) add('type = ?', f.type);
-  if (f.payment_id) add('payment_id = ?', f.payment_id);
-  if (f.starting_after) add('id < ?', f.starting_after);
-  values.push(f.limit + 1);
-  const r = await q.query<EventRow>(`SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${values.length}`, values);
+  const where = new Filters('merchant_id = ?', merchantId).maybe('type = ?', f.type).maybe('payment_id = ?', f.payment_id).maybe('id < ?', f.starting_after);
+  const r = await q.query<EventRow>(`SELECT * FROM events WHERE ${where} ORDER BY id DESC LIMIT ${where.param(f.limit + 1)}`, where.values);
   return { object: 'list', data: r.rows.slice(0, f.limit).map(eventToApi), has_more: r.rows.length > f.limit };
 }

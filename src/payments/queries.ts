@@ -1,6 +1,7 @@
 /** Read side of payments: every query is scoped to the merchant, so foreign ids read as missing. */
 import { AppError } from '../domain/errors.js';
 import type { Queryable } from '../db/pool.js';
+import { Filters } from '../db/filters.js';
 import { eventToApi, type EventRow } from '../events/events.js';
 import { attemptToApi, paymentToApi, refundToApi, type AttemptRow, type PaymentRow, type RefundRow } from './types.js';
 
@@ -27,19 +28,13 @@ export async function findPayment(q: Queryable, merchantId: string, id: string):
 
 /** Newest first; `starting_after` is the id of the last item of the previous page. */
 export async function listPayments(q: Queryable, merchantId: string, f: ListPaymentsFilter): Promise<Page<Record<string, unknown>>> {
-  const where = ['merchant_id = $1'];
-  const values: unknown[] = [merchantId];
-  const add = (sql: string, v: unknown) => {
-    values.push(v);
-    where.push(sql.replace('?', `$${values.length}`));
-  };
-  if (f.status) add('status = ?', f.status);
-  if (f.reference_id) add('reference_id = ?', f.reference_id);
-  if (f.created_gte) add('created_at >= ?', f.created_gte);
-  if (f.created_lt) add('created_at < ?', f.created_lt);
-  if (f.starting_after) add('id < ?', f.starting_after);
-  values.push(f.limit + 1);
-  const r = await q.query<PaymentRow>(`SELECT * FROM payments WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${values.length}`, values);
+  const where = new Filters('merchant_id = ?', merchantId)
+    .maybe('status = ?', f.status)
+    .maybe('reference_id = ?', f.reference_id)
+    .maybe('created_at >= ?', f.created_gte)
+    .maybe('created_at < ?', f.created_lt)
+    .maybe('id < ?', f.starting_after);
+  const r = await q.query<PaymentRow>(`SELECT * FROM payments WHERE ${where} ORDER BY id DESC LIMIT ${where.param(f.limit + 1)}`, where.values);
   const rows = r.rows.slice(0, f.limit);
   return { object: 'list', data: rows.map(paymentToApi), has_more: r.rows.length > f.limit };
 }

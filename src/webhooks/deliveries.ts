@@ -2,6 +2,7 @@
 import { AppError } from '../domain/errors.js';
 import { matchesAny } from '../domain/event-filter.js';
 import { withTx, type Db, type Queryable, type Tx } from '../db/pool.js';
+import { Filters } from '../db/filters.js';
 import { newId } from '../lib/ids.js';
 import { enqueueDelivery, type PgBoss } from '../worker/queue.js';
 import { findEvent } from '../events/events.js';
@@ -52,18 +53,12 @@ export async function listDeliveries(
   merchantId: string,
   f: { status?: string | undefined; endpoint_id?: string | undefined; event_id?: string | undefined; limit: number; starting_after?: string | undefined },
 ) {
-  const where = ['merchant_id = $1'];
-  const values: unknown[] = [merchantId];
-  const add = (sql: string, v: unknown) => {
-    values.push(v);
-    where.push(sql.replace('?', `$${values.length}`));
-  };
-  if (f.status) add('status = ?', f.status);
-  if (f.endpoint_id) add('endpoint_id = ?', f.endpoint_id);
-  if (f.event_id) add('event_id = ?', f.event_id);
-  if (f.starting_after) add('id < ?', f.starting_after);
-  values.push(f.limit + 1);
-  const r = await q.query<DeliveryRow>(`SELECT * FROM webhook_deliveries WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${values.length}`, values);
+  const where = new Filters('merchant_id = ?', merchantId)
+    .maybe('status = ?', f.status)
+    .maybe('endpoint_id = ?', f.endpoint_id)
+    .maybe('event_id = ?', f.event_id)
+    .maybe('id < ?', f.starting_after);
+  const r = await q.query<DeliveryRow>(`SELECT * FROM webhook_deliveries WHERE ${where} ORDER BY id DESC LIMIT ${where.param(f.limit + 1)}`, where.values);
   return { object: 'list' as const, data: r.rows.slice(0, f.limit).map(deliveryToApi), has_more: r.rows.length > f.limit };
 }
 
