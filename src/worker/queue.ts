@@ -2,6 +2,7 @@
  * The job engine: pg-boss on the same PostgreSQL. Jobs are inserted in the caller's transaction
  * (`inTx`), so a job exists exactly when the row it works on does.
  */
+import pg from 'pg';
 import PgBoss from 'pg-boss';
 import type { Tx } from '../db/pool.js';
 
@@ -32,6 +33,31 @@ export async function startBoss(opts: BossOptions): Promise<PgBoss> {
   });
   // pg-boss reports background errors as events; an unhandled 'error' event would kill the process.
   boss.on('error', () => undefined);
+  await withSetupLock(opts.connectionString, () => setUp(boss, opts));
+  return boss;
+}
+
+const BOSS_SETUP_LOCK = 7_340_002;
+
+/**
+ * Processes starting together on a fresh database would race pg-boss's schema install, queue
+ * creation and schedules into deadlocks: such setup runs one process at a time, under a session
+ * advisory lock.
+ */
+export async function withSetupLock<T>(connectionString: string, fn: () => Promise<T>): Promise<T> {
+  const lock = new pg.Client({ connectionString, application_name: 'switchyard-boss-setup' });
+  lock.on('error', () => undefined);
+  await lock.connect();
+  try {
+    await lock.query('SELECT pg_advisory_lock($1)', [BOSS_SETUP_LOCK]);
+    return await fn();
+  } finally {
+    await lock.query('SELECT pg_advisory_unlock($1)', [BOSS_SETUP_LOCK]).catch(() => undefined);
+    await lock.end().catch(() => undefined);
+  }
+}
+
+async function setUp(boss: PgBoss, opts: BossOptions): Promise<void> {
   await boss.start();
   const delivery = {
     name: QUEUE.delivery,
@@ -46,7 +72,6 @@ export async function startBoss(opts: BossOptions): Promise<PgBoss> {
   // createQueue keeps the options of an existing queue; configuration changes must still apply.
   if (opts.worker) await boss.updateQueue(QUEUE.delivery, delivery);
   await boss.createQueue(QUEUE.housekeeping, { name: QUEUE.housekeeping, policy: 'singleton', retryLimit: 3, expireInSeconds: 300 });
-  return boss;
 }
 
 export function inTx(tx: Tx): PgBoss.Db {

@@ -10,7 +10,7 @@ import { DEFAULT_DROPPABLE_TYPES } from '../domain/event-filter.js';
 import { dispatchBatch } from '../webhooks/dispatch.js';
 import { createWebhookAgent, deliverOnce } from '../webhooks/deliver.js';
 import { parseSchedule } from '../webhooks/retry-schedule.js';
-import { QUEUE, startBoss, type PgBoss } from './queue.js';
+import { QUEUE, startBoss, withSetupLock, type PgBoss } from './queue.js';
 import { runHousekeeping } from './housekeeping.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
 import { attemptClaimSeconds, buildConnectors, closeConnectors, slowestCallSeconds } from '../runtime/connectors.js';
@@ -156,15 +156,17 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
     const r = await runHousekeeping(db);
     log.info({ job: 'housekeeping', ...r }, 'job');
   });
-  await boss.schedule(QUEUE.housekeeping, config.HOUSEKEEPING_CRON);
-  const settlement = await registerSettlementJobs(boss, db, log, {
-    cron: config.SETTLEMENT_CRON,
-    resumeCron: config.SETTLEMENT_RESUME_CRON,
-    tz: config.SETTLEMENT_TZ,
-    chunkSize: config.SETTLEMENT_CHUNK_SIZE,
-    chunkRetries: config.SETTLEMENT_CHUNK_RETRIES,
-    retryDelayMs: config.SETTLEMENT_RETRY_DELAY_MS,
-    leaseSeconds: config.SETTLEMENT_LEASE_SECONDS,
+  const settlement = await withSetupLock(databaseUrl, async () => {
+    await boss.schedule(QUEUE.housekeeping, config.HOUSEKEEPING_CRON);
+    return registerSettlementJobs(boss, db, log, {
+      cron: config.SETTLEMENT_CRON,
+      resumeCron: config.SETTLEMENT_RESUME_CRON,
+      tz: config.SETTLEMENT_TZ,
+      chunkSize: config.SETTLEMENT_CHUNK_SIZE,
+      chunkRetries: config.SETTLEMENT_CHUNK_RETRIES,
+      retryDelayMs: config.SETTLEMENT_RETRY_DELAY_MS,
+      leaseSeconds: config.SETTLEMENT_LEASE_SECONDS,
+    });
   });
 
   return {
