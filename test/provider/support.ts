@@ -1,121 +1,21 @@
 /**
- * Shared pieces of the provider-truth tests (SPEC §10, §11, §13): a running Switchyard whose mock
- * provider really delivers its webhooks to the API, a signer for provider events, and readers
- * that take every figure from SQL.
- *
- * Why not `startHarness` alone: the standard harness hands the provider a `webhookUrl` getter, but
- * `buildMockProviderServer` copies its options with object rest (`const { logger, prefix, ...rest }`),
- * which reads the getter once, while the API's address is still the placeholder
- * `http://127.0.0.1:1`. Its provider therefore posts every webhook to port 1 and gives up: with
- * `startHarness`, a tok_async payment stays `processing` and no provider_events row ever appears.
- * Here the provider is reached through a plain HTTP server that listens first and hands its
- * requests to the provider app once the API's address is known, so the provider is built with the
- * real URL.
+ * Shared pieces of the provider-truth tests (SPEC §10, §11, §13): the common harness (its mock
+ * provider delivers webhooks to the API), a signer for provider events, and readers that take
+ * every figure from SQL.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { loadConfig, type Config } from '../../src/config/config.js';
-import type { ConnectorRegistry } from '../../src/connectors/registry.js';
+import type { Config } from '../../src/config/config.js';
 import type { Queryable } from '../../src/db/pool.js';
 import { canTransition, type PaymentStatus } from '../../src/domain/state-machine.js';
-import { createLogger } from '../../src/lib/logger.js';
-import { mockProviderPlugin } from '../../src/mock-provider/app.js';
 import { signMockWebhook } from '../../src/mock-provider/signature.js';
-import { createApiProcess, mockProviderOptions } from '../../src/runtime/api.js';
-import { startWorker } from '../../src/worker/worker.js';
-import { createTestDatabase } from '../support/db.js';
-import { ADMIN_KEY, call, paymentBody, type ApiResponse, type Harness } from '../support/harness.js';
+import { ADMIN_KEY, call, paymentBody, startHarness, type ApiResponse, type Harness, type HarnessOptions } from '../support/harness.js';
 
-export interface ProviderHarness extends Harness {
-  /** The API's connector registry (with its circuit breakers), for calling the janitor directly. */
-  connectors: ConnectorRegistry;
-}
+/** The provider-truth tests use the common harness; the provider's webhooks reach the API. */
+export type ProviderHarness = Harness;
+export type ProviderHarnessOptions = HarnessOptions;
 
-export interface ProviderHarnessOptions {
-  worker?: boolean;
-  /** Delay before the provider settles a tok_async* charge and reports it; default 1000 ms. */
-  asyncDelayMs?: number;
-}
-
-function listen(server: Server): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const addr = server.address();
-      resolve(`http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`);
-    });
-  });
-}
-
-export async function startProviderHarness(env: Record<string, string> = {}, opts: ProviderHarnessOptions = {}): Promise<ProviderHarness> {
-  const database = await createTestDatabase();
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk));
-      cb();
-    },
-  });
-  const config = loadConfig({
-    SWITCHYARD_ADMIN_KEY: ADMIN_KEY,
-    SWITCHYARD_DATA_DIR: '.test-data/harness',
-    DATABASE_URL: database.url,
-    LOG_LEVEL: 'info',
-    CONNECTOR_AUTHORIZE_TIMEOUT_MS: '1500',
-    CONNECTOR_TIMEOUT_MS: '1500',
-    MOCK_PROVIDER_HANG_MS: '4000',
-    ...env,
-  });
-  const log = createLogger(config.LOG_LEVEL, sink);
-
-  // 1. The provider's address exists before the provider app does.
-  let route: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;
-  const providerServer = createServer((req, res) => {
-    if (route) return route(req, res);
-    res.statusCode = 503;
-    res.end();
-  });
-  const providerUrl = await listen(providerServer);
-
-  // 2. The API, with its connectors pointing at that address.
-  const cfg: Config = { ...config, MOCK_PROVIDER_URL: providerUrl };
-  const api = await createApiProcess(cfg, database.db, database.url, log, providerUrl);
-  await api.app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = api.app.server.address();
-  const apiUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-
-  // 3. The provider, built knowing where the API listens, so its webhooks reach it.
-  const provider: FastifyInstance = Fastify({ logger: false });
-  provider.get('/health', async () => ({ status: 'ok' }));
-  await provider.register(mockProviderPlugin, {
-    ...mockProviderOptions(cfg, database.db, apiUrl),
-    ...(opts.asyncDelayMs !== undefined ? { asyncDelayMs: opts.asyncDelayMs } : {}),
-  });
-  await provider.ready();
-  route = (req, res) => provider.routing(req, res);
-
-  const worker = opts.worker ? await startWorker(cfg, database.db, database.url, log, { connectors: api.connectors }) : null;
-  return {
-    url: apiUrl,
-    providerUrl,
-    database,
-    config: cfg,
-    app: api.app,
-    provider,
-    logs,
-    worker,
-    connectors: api.connectors,
-    async close() {
-      await Promise.all([api.app.close(), worker?.stop()]);
-      await api.close();
-      await provider.close();
-      providerServer.closeAllConnections();
-      await new Promise<void>((resolve) => providerServer.close(() => resolve()));
-      await database.drop();
-    },
-  };
+export function startProviderHarness(env: Record<string, string> = {}, opts: ProviderHarnessOptions = {}): Promise<ProviderHarness> {
+  return startHarness(env, opts);
 }
 
 // ---------------------------------------------------------------------------------------------

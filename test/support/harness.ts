@@ -10,6 +10,7 @@ import { createLogger } from '../../src/lib/logger.js';
 import { createApiProcess, mockProviderOptions } from '../../src/runtime/api.js';
 import { buildMockProviderServer } from '../../src/mock-provider/app.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/worker.js';
+import type { ConnectorRegistry } from '../../src/connectors/registry.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 
 export const ADMIN_KEY = 'test_admin_key_0123456789abcdef';
@@ -25,10 +26,18 @@ export interface Harness {
   logs: string[];
   /** Set when started with { worker: true }. */
   worker: WorkerHandle | null;
+  /** The API's connector registry (with its circuit breakers), for calling use cases directly. */
+  connectors: ConnectorRegistry;
   close(): Promise<void>;
 }
 
-export async function startHarness(env: Record<string, string> = {}, opts: { worker?: boolean } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  worker?: boolean;
+  /** Delay before the provider settles a tok_async* charge and reports it; default 1000 ms. */
+  asyncDelayMs?: number;
+}
+
+export async function startHarness(env: Record<string, string> = {}, opts: HarnessOptions = {}): Promise<Harness> {
   const database = await createTestDatabase();
   const logs: string[] = [];
   const sink = new Writable({
@@ -53,6 +62,7 @@ export async function startHarness(env: Record<string, string> = {}, opts: { wor
   const provider = await buildMockProviderServer({
     ...mockProviderOptions(config, database.db, 'http://127.0.0.1:1'),
     webhookUrl: () => `${apiUrl}/v1/connectors/{connector}/webhooks`,
+    ...(opts.asyncDelayMs !== undefined ? { asyncDelayMs: opts.asyncDelayMs } : {}),
     logger: false,
   } as Parameters<typeof buildMockProviderServer>[0]);
   await provider.listen({ host: '127.0.0.1', port: 0 });
@@ -73,6 +83,7 @@ export async function startHarness(env: Record<string, string> = {}, opts: { wor
     provider,
     logs,
     worker,
+    connectors: api.connectors,
     async close() {
       await Promise.all([api.app.close(), worker?.stop()]);
       await api.close();
