@@ -59,15 +59,20 @@ export async function createPayment(
   const payment = await withTx(deps.db, async (tx) => {
     // Risk: serialise the merchant's creations so the sliding-window count is exact.
     await lockKey(tx, `velocity:${m.id}`);
+    // Counts per merchant-second (the window is exact to the second); the bucket of this payment
+    // is incremented in this transaction, so a payment that is refused or rolled back never counts.
     const v = await tx.query<{ n: number; oldest_age: number | null }>(
-      // Counting stops at the limit: the answer only has to tell "under" from "at or over".
-      `SELECT count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float8 AS oldest_age
-         FROM (SELECT created_at FROM payments WHERE merchant_id = $1 AND created_at > now() - make_interval(secs => $2)
-                ORDER BY created_at LIMIT $3) w`,
-      [m.id, m.limits.velocity.window_seconds, m.limits.velocity.max_payments],
+      `SELECT COALESCE(sum(n), 0)::int AS n, (extract(epoch FROM now())::bigint - min(second))::float8 AS oldest_age
+         FROM velocity_buckets WHERE merchant_id = $1 AND second > extract(epoch FROM now())::bigint - $2`,
+      [m.id, m.limits.velocity.window_seconds],
     );
     const risk = riskLayer(m, v.rows[0]!.n, v.rows[0]!.oldest_age ?? 0);
     if (risk) throw risk;
+    await tx.query(
+      `INSERT INTO velocity_buckets (merchant_id, second, n) VALUES ($1, extract(epoch FROM now())::bigint, 1)
+       ON CONFLICT (merchant_id, second) DO UPDATE SET n = velocity_buckets.n + 1`,
+      [m.id],
+    );
 
     // The double-charge guard; the partial unique index backs it if this check were ever bypassed.
     await lockKey(tx, `reference:${m.id}:${input.reference_id}`);

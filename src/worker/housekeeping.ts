@@ -21,5 +21,7 @@ export async function runHousekeeping(db: Db): Promise<HousekeepingResult> {
     `UPDATE idempotency_keys SET state = 'released', owner = NULL, locked_until = NULL, updated_at = now()
       WHERE state = 'in_progress' AND locked_until < now()`,
   );
+  // Velocity buckets older than any window a merchant may configure (31 days) count for nothing.
+  await db.query(`DELETE FROM velocity_buckets WHERE second < extract(epoch FROM now())::bigint - 31 * 86400`);
   return { purgedKeys, releasedKeys: released.rowCount ?? 0 };
 }
