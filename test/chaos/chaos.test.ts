@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ChaosResult } from '../../chaos/harness.js';
 import type { RunArgs } from '../../chaos/run.js';
 import { getAdminDatabaseUrl } from '../support/db.js';
+import { waitFor } from '../support/harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 // Fixed, so CI replays the same choices; `npm run chaos -- --profile short --seed 20240601` does too.
@@ -24,9 +25,9 @@ let child: ChildProcess | undefined;
 afterAll(async () => {
   // A timed-out test must not leave the harness running: SIGTERM makes it clean up and exit.
   if (child && child.exitCode === null && child.signalCode === null) {
-    const gone = new Promise((resolve) => child!.once('exit', resolve));
-    child.kill('SIGTERM');
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 20_000))]);
+    const c = child;
+    c.kill('SIGTERM');
+    await waitFor(async () => (c.exitCode !== null || c.signalCode !== null ? true : undefined), 20_000, 'the chaos run to exit').catch(() => undefined);
   }
   if (outDir) await rm(outDir, { recursive: true, force: true });
 }, 30_000);

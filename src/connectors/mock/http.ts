@@ -1,5 +1,6 @@
 import { request } from 'undici';
 import type { Dispatcher } from 'undici';
+import { NEVER_SENT_CODES } from '../never-sent.js';
 
 /**
  * One HTTP exchange with the provider, reduced to what decides an outcome: a response, or a
@@ -11,18 +12,9 @@ export type Exchange =
   | { kind: 'timeout'; message: string }
   | { kind: 'network'; message: string };
 
-// The connection was never established, so the provider cannot have seen the request.
-const NEVER_SENT = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  'UND_ERR_CONNECT_TIMEOUT',
-  // Dispatch on a closed pool is refused before anything is written.
-  'UND_ERR_CLOSED',
-]);
+// The connection was never established, so the provider cannot have seen the request. undici adds
+// its connect timeout, and a dispatch on a closed pool, refused before anything is written.
+const NEVER_SENT = new Set([...NEVER_SENT_CODES, 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED']);
 const READ_TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_ABORTED']);
 
 function errorCodes(err: unknown, depth = 0): string[] {

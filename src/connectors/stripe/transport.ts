@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
 import Stripe from 'stripe';
+import { NEVER_SENT_CODES } from '../never-sent.js';
 
 /**
  * The HTTP layer under the Stripe SDK, shaped so that every failure can be classified by whether
@@ -22,17 +23,8 @@ export const CONNECT_TIMEOUT_CODE = 'SWITCHYARD_CONNECT_TIMEOUT';
 /** A reset/EPIPE (then a failed resend): the request may have reached Stripe. Not retried by the SDK. */
 export const CONNECTION_LOST_CODE = 'SWITCHYARD_CONNECTION_LOST';
 
-// The connection was never established, so Stripe cannot have seen the request. (On a reused
-// keep-alive socket a failure is a reset or a timeout, never one of these.)
-const NEVER_SENT = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  CONNECT_TIMEOUT_CODE,
-]);
+// The connection was never established, so Stripe cannot have seen the request.
+const NEVER_SENT = new Set([...NEVER_SENT_CODES, CONNECT_TIMEOUT_CODE]);
 
 type ConnectCallback = (err: Error | null, stream: Duplex) => void;
 
