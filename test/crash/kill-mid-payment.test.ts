@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, call, createMerchant, paymentBody, startHarness, waitFor, type ApiResponse, type Harness, type MerchantWithKey } from '../support/harness.js';
-import { attemptsOf, dbLedger, errorCode, ofOperation, paymentsForReference, paymentState, reference } from '../races/helpers.js';
+import { attemptsOf, dbLedger, errorCode, ofOperation, paymentsForReference, keyReleased, paymentState, reference } from '../races/helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -98,21 +98,6 @@ function postPayment(api: { url: string }, m: MerchantWithKey, body: Record<stri
   return call(api, 'POST', '/v1/payments', { key: m.key, body, headers: { 'idempotency-key': key } });
 }
 
-/** Waits until the dead request's lease on its idempotency key has lapsed (what Retry-After announces). */
-async function leaseLapsed(merchantId: string, key: string): Promise<void> {
-  await waitFor(
-    async () => {
-      const r = await h.database.db.query<{ held: boolean }>(
-        `SELECT state = 'in_progress' AND locked_until > now() AS held FROM idempotency_keys WHERE merchant_id = $1 AND key = $2`,
-        [merchantId, key],
-      );
-      return r.rows[0]?.held ? undefined : true;
-    },
-    20_000,
-    'the idempotency key lease to lapse',
-  );
-}
-
 /** Retries while the key is still held (409 with Retry-After), for at most 20 s. */
 async function retryWhileInUse(api: { url: string }, m: MerchantWithKey, body: Record<string, unknown>, key: string): Promise<ApiResponse> {
   const deadline = Date.now() + 20_000;
@@ -121,7 +106,7 @@ async function retryWhileInUse(api: { url: string }, m: MerchantWithKey, body: R
     if (!(res.status === 409 && errorCode(res.body) === 'IDEMPOTENCY_KEY_IN_USE')) return res;
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     if (Date.now() > deadline) throw new Error('the idempotency key stayed in use');
-    await leaseLapsed(m.id, key);
+    await keyReleased(h.database.db, m.id, key);
   }
 }
 
@@ -349,7 +334,7 @@ describe('the API process killed mid-payment', () => {
       const deadline = Date.now() + 20_000;
       let res = await send(second);
       while (res.status === 409 && errorCode(res.body) === 'IDEMPOTENCY_KEY_IN_USE' && Date.now() < deadline) {
-        await leaseLapsed(merchant.id, key);
+        await keyReleased(h.database.db, merchant.id, key);
         res = await send(second);
       }
       expect([200, 201], JSON.stringify(res.body)).toContain(res.status);

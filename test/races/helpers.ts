@@ -3,7 +3,7 @@
  * say about one payment. Every figure comes from SQL, so a test never trusts the API's word alone.
  */
 import type { Queryable } from '../../src/db/pool.js';
-import { ADMIN_KEY, call } from '../support/harness.js';
+import { ADMIN_KEY, call, waitFor } from '../support/harness.js';
 
 export interface LedgerRow {
   operation: 'authorize' | 'capture' | 'void' | 'refund';
@@ -118,4 +118,19 @@ export function reference(tag: string): string {
   refSeq += 1;
   // Underscores (not spaces or dashes) between the parts: no digit run can span two of them.
   return `${tag}_${process.pid.toString(36)}_${Date.now().toString(36)}_${refSeq.toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Waits until no live request holds the idempotency key (finished, released, or its lease lapsed). */
+export async function keyReleased(db: Queryable, merchantId: string, key: string, timeoutMs = 30_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const r = await db.query<{ held: boolean }>(
+        `SELECT state = 'in_progress' AND locked_until > now() AS held FROM idempotency_keys WHERE merchant_id = $1 AND key = $2`,
+        [merchantId, key],
+      );
+      return r.rows[0]?.held ? undefined : true;
+    },
+    timeoutMs,
+    'the idempotency key to be released',
+  );
 }

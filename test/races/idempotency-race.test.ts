@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, createMerchant, paymentBody, startHarness, type ApiResponse, type Harness, type MerchantWithKey } from '../support/harness.js';
-import { apiLedger, attemptsOf, dbLedger, errorCode, ofOperation, paymentsForReference, reference, tally } from './helpers.js';
+import { apiLedger, attemptsOf, dbLedger, errorCode, ofOperation, paymentsForReference, keyReleased, reference, tally } from './helpers.js';
 
 const N = 50;
 
@@ -28,8 +28,7 @@ async function retryUntilSettled(body: Record<string, unknown>, key: string): Pr
     const res = await post(body, key);
     if (!(res.status === 409 && errorCode(res.body) === 'IDEMPOTENCY_KEY_IN_USE')) return res;
     if (Date.now() > deadline) throw new Error('idempotency key still in use after 30 s');
-    const wait = Math.min(Number(res.headers.get('retry-after') ?? '1'), 2);
-    await new Promise((r) => setTimeout(r, wait * 100));
+    await keyReleased(h.database.db, m.id, key);
   }
 }
 

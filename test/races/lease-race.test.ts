@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, createMerchant, paymentBody, startHarness, waitFor, type ApiResponse, type Harness, type MerchantWithKey } from '../support/harness.js';
-import { attemptsOf, dbLedger, errorCode, ofOperation, paymentsForReference, paymentState, reference, tally } from './helpers.js';
+import { attemptsOf, dbLedger, errorCode, ofOperation, paymentsForReference, paymentState, keyReleased, reference, tally } from './helpers.js';
 
 let h: Harness;
 let m: MerchantWithKey;
@@ -29,7 +29,7 @@ async function retry(body: Record<string, unknown>, key: string, seen: ApiRespon
     seen.push(res);
     if (!(res.status === 409 && errorCode(res.body) === 'IDEMPOTENCY_KEY_IN_USE')) return res;
     if (Date.now() > deadline) throw new Error('key still in use after 20 s');
-    await new Promise((r) => setTimeout(r, Number(res.headers.get('retry-after') ?? '1') * 1000));
+    await keyReleased(h.database.db, m.id, key);
   }
 }
 
