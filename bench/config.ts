@@ -38,6 +38,8 @@ export interface BenchConfig {
   /** Send a fresh Idempotency-Key with every payment (what a careful merchant does). */
   paymentIdempotencyKey: boolean;
   velocityWindowSeconds: number;
+  /** Run the mock provider as its own process (as a real provider is), not inside Switchyard's. */
+  providerProcess: boolean;
   maxMinutes: number;
   resultsDir: string;
 }
@@ -50,12 +52,12 @@ const FULL: Omit<BenchConfig, 'phases' | 'resultsDir'> = {
   p99Ms: 50,
   connections: 256,
   requestTimeoutMs: 10_000,
-  baselineRates: [500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000],
-  paymentRates: [100, 200, 400, 600, 800, 1000, 1500, 2000, 2500, 3000],
+  baselineRates: [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000],
+  paymentRates: [25, 50, 100, 200, 400, 600, 800, 1000, 1500, 2000, 2500, 3000],
   latencyRate: 1000,
   latencySeconds: 30,
   replayKeys: 1000,
-  replayRates: [1000, 2000, 4000, 6000, 8000, 10000, 12000, 15000],
+  replayRates: [1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 15000],
   rawClients: [1, 4, 16, 64],
   rawSeconds: 10,
   pgbench: true,
@@ -71,6 +73,7 @@ const FULL: Omit<BenchConfig, 'phases' | 'resultsDir'> = {
   dbPoolMax: 20,
   paymentIdempotencyKey: true,
   velocityWindowSeconds: 300,
+  providerProcess: true,
   maxMinutes: 60,
 };
 
@@ -99,7 +102,7 @@ Settings (flag --step-seconds=5 or env BENCH_STEP_SECONDS=5):
   replay-keys, raw-clients (list), raw-seconds, pgbench (0/1), statements (0/1), webhook-rate, webhook-seconds,
   webhook-burst, webhook-workers, webhook-timeout-seconds, profile-rate, profile-replay-rate,
   profile-seconds, db-pool-max, payment-idempotency-key (0/1), velocity-window-seconds,
-  max-minutes, results-dir.
+  provider-process (0/1), max-minutes, results-dir.
 DATABASE_URL set: a fresh database on that server; otherwise an embedded PostgreSQL in a temp dir.`;
 
 function envName(setting: string): string {

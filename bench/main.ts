@@ -150,6 +150,23 @@ async function main(): Promise<void> {
     MAX_IN_FLIGHT: '100000',
     DB_POOL_MAX: String(cfg.dbPoolMax),
   };
+  // The mock provider as a process of its own, like the provider it stands in for: its HTTP handling
+  // and ledger writes are then not counted as Switchyard's (they still share the machine's cores).
+  let provider: Child | null = null;
+  if (cfg.providerProcess && (['payments', 'latency', 'replays', 'profile'] as Phase[]).some((p) => cfg.phases.includes(p))) {
+    const providerPort = await freePort();
+    provider = spawnChild(
+      'mock-provider',
+      ['--import', 'tsx', 'src/cli/main.ts', 'mock-provider', '--port', String(providerPort), '--switchyard-url', `http://127.0.0.1:${syPort}`],
+      { ...(process.env as Record<string, string>), ...syEnv, PORT: String(providerPort) },
+      { cwd: ROOT },
+    );
+    await waitHttpReady(provider, `http://127.0.0.1:${providerPort}/health`);
+    roots.provider = provider.pid;
+    syEnv.MOCK_PROVIDER_URL = `http://127.0.0.1:${providerPort}`;
+    const stopProvider = provider;
+    onCleanup('mock provider', async () => void (await stopProvider.stop()));
+  }
   const results: BenchResults = {
     started_at: started.toISOString(),
     profile: cfg.profile,
@@ -160,7 +177,9 @@ async function main(): Promise<void> {
       command: 'node --import tsx src/cli/main.ts start',
       env: { ...syEnv, DATABASE_URL: '(the bench database)', SWITCHYARD_ADMIN_KEY: '(random)', SWITCHYARD_DATA_DIR: '(temp dir)' },
       notes: [
-        'One Node process serves the API, runs the worker (outbox relay, deliveries) and hosts the mock provider, which the mock connector calls over loopback HTTP: the provider shares the process and its CPU.',
+        provider
+          ? 'One Node process serves the API and runs the worker (outbox relay, deliveries); the mock provider is a second process (`switchyard mock-provider`) that the mock connector calls over loopback HTTP (its webhooks, sent for asynchronous charges, go to the API). Both share the same two cores with PostgreSQL and the bench.'
+          : 'One Node process serves the API, runs the worker (outbox relay, deliveries) and hosts the mock provider, which the mock connector calls over loopback HTTP: the provider shares the process and its CPU.',
         'LOG_LEVEL=warn: one JSON log line per request (info) costs CPU; production at info level pays that on top.',
         `Other Switchyard settings come from the environment of the bench (REDIS_URL ${process.env.REDIS_URL ? 'set' : 'unset'}, OTEL_EXPORTER_OTLP_ENDPOINT ${process.env.OTEL_EXPORTER_OTLP_ENDPOINT ? 'set' : 'unset'}).`,
       ],
@@ -450,7 +469,7 @@ async function main(): Promise<void> {
         workers: workers.length,
         worker_env: {
           WEBHOOK_CONCURRENCY: process.env.WEBHOOK_CONCURRENCY ?? '(default 4)',
-          WEBHOOK_BATCH_SIZE: process.env.WEBHOOK_BATCH_SIZE ?? '(default 20)',
+          WEBHOOK_BATCH_SIZE: process.env.WEBHOOK_BATCH_SIZE ?? '(default 50)',
           OUTBOX_BATCH_SIZE: process.env.OUTBOX_BATCH_SIZE ?? '(default 500)',
         },
         latency: { ...latency, cpu: lcpu },

@@ -42,7 +42,7 @@ const pct = (v: number | undefined) => (v === undefined ? '–' : `${(v * 100).t
 
 function cpuCell(cpu: CpuWindow | undefined): string {
   if (!cpu) return '';
-  const order = ['switchyard', 'baseline', 'postgres', 'bench'];
+  const order = ['switchyard', 'provider', 'baseline', 'postgres', 'bench'];
   const keys = [...order.filter((k) => k in cpu.cores), ...Object.keys(cpu.cores).filter((k) => !order.includes(k))];
   const parts = keys.map((k) => `${k} ${pct(cpu.cores[k])}`);
   if (cpu.machineBusy !== null) parts.push(`machine ${pct(cpu.machineBusy)}`);
@@ -112,7 +112,7 @@ export function renderMarkdown(r: BenchResults): string {
     `Database: ${r.database.facts.version.split(' on ')[0]} (${r.database.kind}); synchronous_commit=${s.synchronous_commit}, fsync=${s.fsync}, wal_sync_method=${s.wal_sync_method}, full_page_writes=${s.full_page_writes}, commit_delay=${s.commit_delay}, shared_buffers=${s.shared_buffers}, max_connections=${s.max_connections}.`,
   );
   out.push(
-    `Switchyard: one \`switchyard start\` process (API + worker + the mock provider it calls over loopback HTTP, sharing its CPU), LOG_LEVEL=warn, DB_POOL_MAX=${r.config.dbPoolMax}, ` +
+    `Switchyard: one \`switchyard start\` process (API + worker)${r.config.providerProcess ? '; the mock provider in its own process (`switchyard mock-provider`), called over loopback HTTP' : ' with the mock provider inside it, called over loopback HTTP and sharing its CPU'}, LOG_LEVEL=warn, DB_POOL_MAX=${r.config.dbPoolMax}, ` +
       `an Idempotency-Key on every payment: ${r.config.paymentIdempotencyKey ? 'yes' : 'no'}, merchant velocity window ${r.config.velocityWindowSeconds} s. ` +
       `Load: open model, latency from the intended send time, ${r.config.warmupSeconds} s warm-up discarded, ${r.config.stepSeconds} s measured per step, up to ${r.config.connections} connections, no pipelining.`,
   );

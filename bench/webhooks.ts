@@ -10,6 +10,7 @@
 import { createServer, type Server } from 'node:http';
 import type pg from 'pg';
 import { newId } from '../src/lib/ids.js';
+import { OUTBOX_CHANNEL, Throttle } from '../src/db/outbox-signal.js';
 import { openLoop, percentiles, type Percentiles } from './load.js';
 import { sleep } from './procs.js';
 
@@ -65,6 +66,11 @@ export class WebhookReceiver {
   }
 }
 
+/** Wakes the relay after each commit the way an api process does (throttled NOTIFY after the commit). */
+function outboxWakeUp(db: pg.Pool): Throttle {
+  return new Throttle(() => db.query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`), 10);
+}
+
 const INSERT_ONE = `INSERT INTO events (id, merchant_id, payment_id, type, sequence, data, created_at)
   VALUES ($1, $2, NULL, 'payment.captured', $3, '{"object":{}}', clock_timestamp())
   RETURNING (extract(epoch FROM created_at) * 1000)::float8 AS ms`;
@@ -97,11 +103,13 @@ export async function webhookLatency(
   let insertErrors = 0;
   const pending: Promise<unknown>[] = [];
   const started = performance.now();
+  const wake = outboxWakeUp(db);
   await openLoop(o.rate, total, (i) => {
     const id = newId('evt');
     pending.push(
       db.query<{ ms: number }>(INSERT_ONE, [id, merchantId, i]).then(
         (r) => {
+          wake.signal();
           if (i >= warm) created.set(id, r.rows[0]!.ms);
         },
         () => {
@@ -171,6 +179,7 @@ export async function webhookThroughput(
     }
     await client.query('COMMIT');
     committedAt = Date.now();
+    outboxWakeUp(db).signal();
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

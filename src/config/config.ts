@@ -39,9 +39,15 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: int(64 * 1024, 1024),
   DB_POOL_MAX: int(10, 1),
+  /** Run statements prepared per connection (1); 0 for a pooler that cannot keep them (PgBouncer in transaction mode before 1.21). */
+  DB_PREPARED_STATEMENTS: z.enum(['0', '1']).default('1').transform((v) => v === '1'),
   IDEMPOTENCY_TTL_SECONDS: int(24 * 3600, 60),
   /** How long an executing request owns its idempotency key; past that a retry may resume it. */
   IDEMPOTENCY_LOCK_SECONDS: int(30, 1),
+  /** Finished idempotent responses kept in memory per api process (LRU) so replays skip the database; 0: off. */
+  IDEMPOTENCY_CACHE_ENTRIES: int(10_000, 0, 1_000_000),
+  /** How long an api process trusts an API key it looked up before asking the database again; 0: off. */
+  API_KEY_CACHE_SECONDS: int(2, 0, 300),
   /** Where the mock and flaky connectors reach the mock provider; default: this process. */
   MOCK_PROVIDER_URL: z.string().url().optional(),
   MOCK_PROVIDER_WEBHOOK_SECRET: z.string().min(8).default('mock_provider_webhook_secret'),
@@ -90,6 +96,8 @@ const schema = z.object({
   RATE_LIMIT_GLOBAL: int(20_000, 1),
   /** Requests one api process works on at once before answering 503 OVERLOADED. */
   MAX_IN_FLIGHT: int(1000, 1),
+  /** Requests are shed (503 OVERLOADED) while a request of this process has waited longer than this for a database connection; 0: never. */
+  OVERLOAD_DB_WAIT_MS: int(250, 0),
   /** On SIGTERM, readiness answers 503 this long before the listener closes (load balancers notice). */
   SHUTDOWN_DRAIN_DELAY_MS: int(0, 0, 25_000),
   /** OTLP/HTTP collector for traces; unset: no spans are exported. */
@@ -109,8 +117,14 @@ const schema = z.object({
   WEBHOOK_DROPPABLE_TYPES: z.string().default('payment.created,payment.processing'),
   WEBHOOK_CONCURRENCY: int(4, 1),
   WEBHOOK_BATCH_SIZE: int(50, 1),
+  /** Safety-net poll of each delivery worker; new deliveries wake the workers at once, so this only paces retries that come due. */
+  WEBHOOK_POLL_MS: int(2000, 100),
+  /** The worker vacuums the delivery queue's job table after this many finished jobs; 0: leave it to autovacuum. */
+  WEBHOOK_QUEUE_VACUUM_JOBS: int(20_000, 0),
   OUTBOX_BATCH_SIZE: int(500, 1),
   OUTBOX_POLL_MS: int(1000, 10),
+  /** At most one relay wake-up (NOTIFY, after the commit) per this many ms per process; 0: one per commit. */
+  OUTBOX_NOTIFY_INTERVAL_MS: int(10, 0, 1000),
   WORKER_MAINTENANCE_SECONDS: int(30, 1),
   HOUSEKEEPING_CRON: z.string().default('*/5 * * * *'),
   SETTLEMENT_CRON: z.string().default('0 2 * * *'),

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { inSpan, SpanKind } from '../observability/tracing.js';
+import { OUTBOX_CHANNEL, Throttle } from './outbox-signal.js';
 
 // BIGINT columns (money) come back as JS numbers: every amount is capped at 10^12,
 // far below Number.MAX_SAFE_INTEGER, so nothing is lost.
@@ -9,8 +10,128 @@ export type Db = pg.Pool;
 export type Tx = pg.PoolClient;
 export type Queryable = pg.Pool | pg.PoolClient;
 
-export function createPool(connectionString: string, max = 10): Db {
+/**
+ * Names for statement texts, so each connection parses and plans a hot statement once and runs
+ * its prepared form afterwards (a round trip's worth of server CPU saved per statement). Bounded:
+ * past the cap, new texts run unnamed.
+ */
+const MAX_NAMED = 2000;
+const statementNames = new Map<string, string>();
+
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_NAMED) {
+    name = `sy_${statementNames.size.toString(36)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/** A prepared statement whose result columns changed under it (a migration while running). */
+export function isStalePlan(err: unknown): boolean {
+  return (err as { code?: string } | null)?.code === '0A000';
+}
+
+type RawQuery = (config: unknown, values?: unknown, callback?: unknown) => unknown;
+
+function prepareStatements(client: pg.PoolClient): void {
+  const raw = client.query.bind(client) as RawQuery;
+  client.query = ((text: unknown, values?: unknown, callback?: unknown) => {
+    if (typeof text === 'string' && Array.isArray(values)) {
+      const name = statementName(text);
+      if (name) return typeof callback === 'function' ? raw({ name, text, values }, callback) : raw({ name, text, values });
+    }
+    return raw(text, values, callback);
+  }) as typeof client.query;
+}
+
+/** Per pool: the throttled NOTIFY that wakes the outbox relay (src/db/outbox-signal.ts). */
+const outboxSignals = new WeakMap<Db, Throttle>();
+/** Transactions that wrote outbox events: their commit is followed by a signal. */
+const wroteEvents = new WeakSet<Tx>();
+
+/** Called by whoever inserts events, in the transaction that inserts them. */
+export function markEventsWritten(tx: Tx): void {
+  wroteEvents.add(tx);
+}
+
+/** Wakes the relay now (throttled); for events written outside withTx. */
+export function signalOutbox(db: Db): void {
+  outboxSignals.get(db)?.signal();
+}
+
+interface WaitTracker {
+  /** When each caller now waiting for a connection began to wait (insertion order: oldest first). */
+  waiting: Set<{ since: number }>;
+  /**
+   * A long completed wait and when it ended: replaced by a longer one, or by the next one once it
+   * is WAIT_WINDOW_MS old (one value, not a window of them: a standing queue completes waits all
+   * the time, so the value stays fresh while it matters).
+   */
+  recent: { ms: number; at: number };
+}
+
+/** How long a completed long wait keeps counting: shedding holds through brief drains of the queue. */
+const WAIT_WINDOW_MS = 1000;
+const waitTrackers = new WeakMap<Db, WaitTracker>();
+
+/**
+ * The database queue of this pool, in ms: the longer of how long the oldest caller still waiting
+ * for a connection has waited, and the longest wait completed in the last second (0 when neither).
+ * A standing queue here means the process accepts work faster than it and its database complete
+ * it: the API sheds new requests on it (OVERLOAD_DB_WAIT_MS). The completed waits keep the signal
+ * up while an overloaded queue drains for a moment, instead of letting a flood in each time.
+ */
+export function connectionWaitMs(db: Db): number {
+  const t = waitTrackers.get(db);
+  if (!t) return 0;
+  const now = performance.now();
+  const oldest = t.waiting.values().next().value;
+  const current = oldest ? now - oldest.since : 0;
+  const recent = now - t.recent.at <= WAIT_WINDOW_MS ? t.recent.ms : 0;
+  return Math.max(current, recent);
+}
+
+type ConnectCallback = (err: Error | undefined, client: pg.PoolClient | undefined, release: (release?: unknown) => void) => void;
+
+/** Wraps pool.connect (which pool.query uses too) to know who is waiting, since when, and for how long. */
+function trackConnectionWaits(pool: pg.Pool): void {
+  const t: WaitTracker = { waiting: new Set(), recent: { ms: 0, at: Number.NEGATIVE_INFINITY } };
+  waitTrackers.set(pool, t);
+  const done = (entry: { since: number }) => {
+    t.waiting.delete(entry);
+    const now = performance.now();
+    const ms = now - entry.since;
+    if (ms >= t.recent.ms || now - t.recent.at > WAIT_WINDOW_MS) t.recent = { ms, at: now };
+  };
+  const connect = pool.connect.bind(pool) as (cb?: ConnectCallback) => Promise<pg.PoolClient> | undefined;
+  pool.connect = ((cb?: ConnectCallback) => {
+    const entry = { since: performance.now() };
+    t.waiting.add(entry);
+    if (cb) {
+      return connect((err, client, release) => {
+        done(entry);
+        cb(err, client, release);
+      });
+    }
+    return connect()!.finally(() => done(entry));
+  }) as typeof pool.connect;
+}
+
+export interface PoolOptions {
+  /** Run parameterised statements prepared, per connection (default true). */
+  prepared?: boolean;
+  /** At most one relay wake-up NOTIFY per this many ms from this pool (default 10; 0: one per commit). */
+  outboxNotifyMs?: number;
+}
+
+export function createPool(connectionString: string, max = 10, opts: PoolOptions = {}): Db {
   const pool = new pg.Pool({ connectionString, max });
+  trackConnectionWaits(pool);
+  outboxSignals.set(pool, new Throttle(() => pool.query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`), opts.outboxNotifyMs ?? 10));
+  // pool.query runs on these clients too; pg-pool discards a client whose query failed, so a stale
+  // prepared statement there heals itself on the next connection.
+  if (opts.prepared !== false) pool.on('connect', prepareStatements);
   const query = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
   // One span per statement run outside a transaction; the statement text, never its values.
   pool.query = ((text: string, values?: unknown[]) =>
@@ -35,11 +156,15 @@ async function runTx<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
     await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
+    if (wroteEvents.delete(client)) signalOutbox(db);
     return result;
   } catch (err) {
+    wroteEvents.delete(client);
     await client.query('ROLLBACK').catch(() => {
       broken = true;
     });
+    // Its prepared statements were planned for an older schema: start that connection afresh.
+    if (isStalePlan(err)) broken = true;
     throw err;
   } finally {
     client.off('error', onError);

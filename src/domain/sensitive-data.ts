@@ -2,6 +2,8 @@
  * Raw card numbers must never enter the system: any value holding a Luhn-valid 13–19 digit
  * number (digits possibly separated by spaces or dashes) is refused before it is stored or logged.
  */
+import { findInJson, type JsonCheck } from './json-walk.js';
+
 // A run of digits with optional single space/dash separators, bounded by non-digits.
 const CANDIDATE = /(?<!\d)\d(?:[ -]?\d){3,}(?!\d)/g;
 
@@ -39,24 +41,14 @@ function containsPan(text: string): boolean {
   return false;
 }
 
-/** The JSON path of the first value that looks like a card number, or null. */
-export function findCardNumber(value: unknown, path: string[] = [], depth = 0): string[] | null {
-  if (depth > 32) return null;
-  if (typeof value === 'string') return containsPan(value) ? path : null;
-  if (typeof value === 'number') return Number.isInteger(value) && containsPan(String(value)) ? path : null;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const hit = findCardNumber(value[i], [...path, String(i)], depth + 1);
-      if (hit) return hit;
-    }
-    return null;
-  }
-  if (value && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      if (containsPan(k)) return [...path, k];
-      const hit = findCardNumber(v, [...path, k], depth + 1);
-      if (hit) return hit;
-    }
-  }
-  return null;
+const CARD_CHECK: JsonCheck = {
+  text: containsPan,
+  number: (n) => Number.isInteger(n) && containsPan(String(n)),
+  // A key holding a card number is named without its digits: the error must not echo them.
+  keyLabel: (k) => k.replace(CANDIDATE, '[card number]'),
+};
+
+/** The JSON path of the first value or key that looks like a card number, or null. */
+export function findCardNumber(value: unknown): string[] | null {
+  return findInJson(value, CARD_CHECK);
 }

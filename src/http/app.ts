@@ -11,11 +11,13 @@ import sjson from 'secure-json-parse';
 import type { Logger } from 'pino';
 import { AppError } from '../domain/errors.js';
 import { findCardNumber } from '../domain/sensitive-data.js';
-import type { Db } from '../db/pool.js';
+import { findUnstorableText } from '../domain/storable-text.js';
+import { connectionWaitMs, type Db } from '../db/pool.js';
 import { migrationsApplied } from '../db/migrate.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
 import type { KeyHasher } from '../merchants/secrets.js';
-import { merchantForKey } from '../merchants/store.js';
+import { ApiKeyCache, merchantForKey } from '../merchants/store.js';
+import { CompletedResponses } from '../idempotency/store.js';
 import { newId } from '../lib/ids.js';
 import { invalidKey, requireKey } from './auth.js';
 import { sendError, toAppError } from './errors.js';
@@ -42,7 +44,10 @@ export interface AppOptions {
   verifyAdminKey: (clear: string) => boolean;
   logger: Logger;
   bodyLimit: number;
-  idempotency: { lockSeconds: number; ttlSeconds: number };
+  /** cacheEntries: finished responses kept in memory for replays (default 10,000; 0: none). */
+  idempotency: { lockSeconds: number; ttlSeconds: number; cacheEntries?: number };
+  /** How long a looked-up API key is trusted without the database (default 2 s; 0: always ask). */
+  apiKeyCacheSeconds?: number;
   /** The job engine, for replays the API schedules (retry, redeliver, recover). */
   boss: PgBoss;
   mode: Mode;
@@ -50,6 +55,11 @@ export interface AppOptions {
   readOnly: ReadOnlySwitch;
   /** Requests this process works on at once before it sheds load with 503 OVERLOADED. */
   maxInFlight: number;
+  /**
+   * New requests are shed while the oldest caller waiting for a database connection in this
+   * process has waited longer than this (ms); 0: never. Default 250.
+   */
+  overloadDbWaitMs?: number;
   /** See PaymentDeps.claimSeconds. */
   attemptClaimSeconds: number;
   /** Mounts extra plugins (the mock provider under /mock-provider) before the app is ready. */
@@ -71,6 +81,9 @@ function routeKind(url: string): 'public' | 'admin' | 'merchant' {
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   let draining = false;
+  const overloadDbWaitMs = opts.overloadDbWaitMs ?? 250;
+  // Per app, not per module: each instance has its own database and its own view of it (ADR 0010).
+  const keyCache = new ApiKeyCache({ ttlSeconds: opts.apiKeyCacheSeconds ?? 2 });
 
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -146,7 +159,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.raw.once('close', () => {
       inFlight -= 1;
     });
-    if (inFlight > opts.maxInFlight) {
+    // A standing queue for database connections: the work already accepted will not finish in
+    // time for more. Refused before anything is read or written, so a retry is always safe.
+    const dbWait = overloadDbWaitMs > 0 ? connectionWaitMs(opts.db) : 0;
+    if (inFlight > opts.maxInFlight || dbWait > overloadDbWaitMs) {
       metrics.shed.inc();
       throw new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
     }
@@ -160,7 +176,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       if (!opts.verifyAdminKey(key)) throw invalidKey();
       return;
     }
-    const merchant = await merchantForKey(opts.db, opts.hasher, key);
+    const merchant = await merchantForKey(opts.db, opts.hasher, key, keyCache);
     if (!merchant) throw invalidKey();
     req.merchant = merchant;
     const d = await opts.rateLimiter.take(merchant.id, merchant.rate_tier);
@@ -184,6 +200,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       throw new AppError('SCHEMA_SENSITIVE_DATA', 'Raw card numbers are never accepted; send a payment_method_token instead.', {
         layer: 'schema',
         details: { field: hit.join('.') },
+      });
+    }
+    const unstorable = findUnstorableText(req.body) ?? findUnstorableText(req.query) ?? findUnstorableText(req.params);
+    if (unstorable) {
+      const field = unstorable.join('.');
+      throw new AppError('SCHEMA_INVALID_FIELD', `Invalid field ${field || '(body)'}: text may not contain U+0000 or an unpaired surrogate.`, {
+        layer: 'schema',
+        details: { field },
       });
     }
   });
@@ -222,10 +246,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     sendError(reply, new AppError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}.`)),
   );
 
-  const idem = { db: opts.db, ...opts.idempotency, onReplay: () => metrics.idempotentReplays.inc() };
+  const idem = {
+    db: opts.db,
+    lockSeconds: opts.idempotency.lockSeconds,
+    ttlSeconds: opts.idempotency.ttlSeconds,
+    cache: new CompletedResponses(opts.idempotency.cacheEntries ?? 10_000),
+    onReplay: () => metrics.idempotentReplays.inc(),
+  };
   const deps = { db: opts.db, connectors: opts.connectors, claimSeconds: opts.attemptClaimSeconds };
   paymentRoutes(app, deps, idem);
-  adminRoutes(app, opts.db, opts.hasher, idem, opts.connectors);
+  adminRoutes(app, opts.db, opts.hasher, idem, opts.connectors, keyCache);
   settlementRoutes(app, opts.db, { idempotency: idem });
   webhookRoutes(app, { db: opts.db, boss: opts.boss, mode: opts.mode }, idem);
   await providerWebhookRoutes(app, opts.db, opts.connectors);

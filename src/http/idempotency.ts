@@ -7,7 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, isAppError } from '../domain/errors.js';
 import type { Db } from '../db/pool.js';
 import { fingerprint, isValidIdempotencyKey } from '../idempotency/fingerprint.js';
-import { beginRequest, completeRequest, recordRecoveryPoint, releaseRequest } from '../idempotency/store.js';
+import { beginRequest, completeRequest, recordRecoveryPoint, releaseRequest, type CompletedResponses } from '../idempotency/store.js';
 import type { Recovery } from '../payments/context.js';
 import { ERROR_STATUS, STORED_ERROR_CODES } from './error-status.js';
 import { errorBody } from './errors.js';
@@ -21,6 +21,8 @@ export interface IdempotencySettings {
   db: Db;
   lockSeconds: number;
   ttlSeconds: number;
+  /** Finished responses this process has seen, replayed without the database (ADR 0010). */
+  cache?: CompletedResponses;
   onReplay?: () => void;
 }
 
@@ -48,7 +50,7 @@ export async function runIdempotent(
     path,
     lockSeconds: settings.lockSeconds,
     ttlSeconds: settings.ttlSeconds,
-  });
+  }, settings.cache);
   if (begun.kind === 'replay') {
     settings.onReplay?.();
     // Nothing is created by a replay, so 201 is answered as 200.
@@ -68,12 +70,12 @@ export async function runIdempotent(
     result = await handler(recovery);
   } catch (err) {
     if (isAppError(err) && STORED_ERROR_CODES.has(err.code)) {
-      await completeRequest(settings.db, ref, ERROR_STATUS[err.code], errorBody(err, String(req.id)));
+      await completeRequest(settings.db, ref, ERROR_STATUS[err.code], errorBody(err, String(req.id)), settings.cache);
     } else {
       await releaseRequest(settings.db, ref).catch(() => undefined);
     }
     throw err;
   }
-  await completeRequest(settings.db, ref, result.status, result.body);
+  await completeRequest(settings.db, ref, result.status, result.body, settings.cache);
   return reply.code(result.status).send(result.body);
 }

@@ -6,11 +6,15 @@
 import { pathTo, type PaymentStatus } from '../domain/state-machine.js';
 import type { Tx } from '../db/pool.js';
 import type { ConnectorOutcome } from '../connectors/port.js';
-import { completeAttempt, emitPaymentEvent, emitRefundEvent, getAttempt, patchPayment, transition, type PaymentPatch } from './store.js';
+import { completeAttempt, emitPaymentEvent, emitRefundEvent, getAttempt, patchPayment, transitionPath, type PaymentPatch } from './store.js';
 import { paymentToApi, type Actor, type AttemptRow, type PaymentRow, type RefundRow } from './types.js';
 
-async function lockById(tx: Tx, paymentId: string): Promise<PaymentRow> {
-  const r = await tx.query<PaymentRow>('SELECT * FROM payments WHERE id = $1 FOR UPDATE', [paymentId]);
+/** Row-locks the payment an attempt belongs to. */
+async function lockAttemptPayment(tx: Tx, attemptId: string): Promise<PaymentRow> {
+  const r = await tx.query<PaymentRow>(
+    'SELECT * FROM payments WHERE id = (SELECT payment_id FROM payment_attempts WHERE id = $1) FOR UPDATE',
+    [attemptId],
+  );
   return r.rows[0]!;
 }
 
@@ -18,13 +22,8 @@ async function lockById(tx: Tx, paymentId: string): Promise<PaymentRow> {
 export async function moveTo(tx: Tx, p: PaymentRow, target: PaymentStatus, cause: string, by: Actor, patch: PaymentPatch = {}): Promise<PaymentRow> {
   const path = pathTo(p.status, target);
   if (path === null) return flagForReview(tx, p, `provider reported '${target}' for a payment in status '${p.status}' (${cause})`, by);
-  let current = p;
-  for (let i = 0; i < path.length; i++) {
-    const last = i === path.length - 1;
-    current = await transition(tx, current, { to: path[i]!, cause, by, ...(last ? { patch } : {}) });
-  }
-  if (path.length === 0 && Object.keys(patch).length > 0) current = await patchPayment(tx, current, patch);
-  return current;
+  if (path.length === 0) return Object.keys(patch).length > 0 ? patchPayment(tx, p, patch) : p;
+  return transitionPath(tx, p, path, { cause, by, patch });
 }
 
 /** Marks a failed attempt succeeded; null when the database refuses (another attempt already succeeded). */
@@ -61,8 +60,7 @@ export interface Applied {
 }
 
 export async function applyOutcome(tx: Tx, attemptId: string, outcome: ConnectorOutcome, by: Actor): Promise<Applied> {
-  const existing = (await getAttempt(tx, attemptId))!;
-  const payment = await lockById(tx, existing.payment_id);
+  const payment = await lockAttemptPayment(tx, attemptId);
   const completion =
     outcome.outcome === 'succeeded'
       ? { status: 'succeeded' as const, providerReference: outcome.providerReference, providerStatus: outcome.providerStatus, response: outcome.raw }

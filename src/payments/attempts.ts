@@ -42,9 +42,12 @@ async function call(deps: PaymentDeps, p: PaymentRow, a: AttemptRow): Promise<Co
   }
 }
 
-/** Sends the attempt to its connector (the attempt id is the provider idempotency key) and applies the result. */
-export async function executeAttempt(deps: PaymentDeps, attempt: AttemptRow, by: Actor): Promise<Applied> {
-  const payment = await loadPayment(deps, attempt.payment_id);
+/**
+ * Sends the attempt to its connector (the attempt id is the provider idempotency key) and applies
+ * the result. `payment` is the row the attempt was created from, when the caller still has it.
+ */
+export async function executeAttempt(deps: PaymentDeps, attempt: AttemptRow, by: Actor, payment?: PaymentRow): Promise<Applied> {
+  payment ??= await loadPayment(deps, attempt.payment_id);
   const outcome = await call(deps, payment, attempt);
   return withTx(deps.db, (tx) => applyOutcome(tx, attempt.id, outcome, by));
 }

@@ -4,24 +4,32 @@
  * payment in `processing`.
  */
 import { AppError } from '../domain/errors.js';
-import { withTx } from '../db/pool.js';
+import { withTx, type Tx } from '../db/pool.js';
 import { routeOrder } from '../connectors/registry.js';
 import { executeAttempt, resolveAttempt } from './attempts.js';
 import type { OperationContext, PaymentDeps } from './context.js';
 import { merchantActor } from './context.js';
 import { insertAttempt, lockPayment, openAttempts } from './store.js';
-import type { PaymentRow } from './types.js';
+import type { AttemptRow, PaymentRow } from './types.js';
 
 export interface AuthorizeOptions {
   /** A resumed request may settle an attempt its predecessor left open; a fresh one may not. */
   resume: boolean;
+  /** An attempt already committed with the payment (see createPayment): sent first. */
+  started?: { attempt: AttemptRow; payment: PaymentRow };
+}
+
+/** The connector to try first for a payment, or null when none is available now. */
+export function firstConnector(deps: PaymentDeps, ctx: OperationContext): string | null {
+  return routeOrder(ctx.merchant.connectors, deps.connectors)[0] ?? null;
 }
 
 export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext, paymentId: string, opts: AuthorizeOptions): Promise<PaymentRow> {
   const by = merchantActor(ctx);
   const tried = new Set<string>();
+  let started = opts.started;
   for (;;) {
-    const step = await withTx(deps.db, async (tx) => {
+    const step = started ? { kind: 'execute' as const, ...started } : await withTx(deps.db, async (tx) => {
       const p = await lockPayment(tx, ctx.merchant.id, paymentId);
       const open = (await openAttempts(tx, p.id)).find((a) => a.operation === 'authorize');
       if (open) {
@@ -47,16 +55,8 @@ export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext,
           details: { payment_id: p.id },
         });
       }
-      const attempt = await insertAttempt(tx, {
-        claimSeconds: deps.claimSeconds,
-        paymentId: p.id,
-        merchantId: p.merchant_id,
-        operation: 'authorize',
-        connector,
-        amount: p.amount,
-        request: { amount: p.amount, currency: p.currency, payment_method: p.payment_method, capture: p.capture_method === 'automatic' },
-      });
-      return { kind: 'execute' as const, attempt };
+      const attempt = await insertAuthorizeAttempt(tx, deps, p, connector);
+      return { kind: 'execute' as const, attempt, payment: p };
     });
     if (step.kind === 'done') {
       // A resumed request whose predecessor died after the decline was committed answers as that
@@ -64,7 +64,8 @@ export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext,
       if (step.payment.status === 'failed') throw declinedError(step.payment);
       return step.payment;
     }
-    const applied = step.kind === 'resolve' ? await resolveAttempt(deps, step.attempt, by) : await executeAttempt(deps, step.attempt, by);
+    started = undefined;
+    const applied = step.kind === 'resolve' ? await resolveAttempt(deps, step.attempt, by) : await executeAttempt(deps, step.attempt, by, step.payment);
     tried.add(applied.attempt.connector);
     // A failed attempt on a still-pending payment is a certain non-charge: try the next connector.
     if (applied.attempt.status === 'failed' && applied.payment.status === 'pending') continue;
@@ -72,6 +73,19 @@ export async function authorizePayment(deps: PaymentDeps, ctx: OperationContext,
     if (p.status === 'failed') throw declinedError(p);
     return p;
   }
+}
+
+/** Opens an authorization attempt of a pending payment on `connector`, in the caller's transaction. */
+export function insertAuthorizeAttempt(tx: Tx, deps: PaymentDeps, p: PaymentRow, connector: string): Promise<AttemptRow> {
+  return insertAttempt(tx, {
+    claimSeconds: deps.claimSeconds,
+    paymentId: p.id,
+    merchantId: p.merchant_id,
+    operation: 'authorize',
+    connector,
+    amount: p.amount,
+    request: { amount: p.amount, currency: p.currency, payment_method: p.payment_method, capture: p.capture_method === 'automatic' },
+  });
 }
 
 function declinedError(p: PaymentRow): AppError {

@@ -4,7 +4,7 @@
  */
 import { AppError } from '../domain/errors.js';
 import { canTransition, type PaymentStatus } from '../domain/state-machine.js';
-import type { Queryable, Tx } from '../db/pool.js';
+import { markEventsWritten, type Queryable, type Tx } from '../db/pool.js';
 import { newId } from '../lib/ids.js';
 import { metrics } from '../observability/metrics.js';
 import { currentTraceparent } from '../observability/tracing.js';
@@ -78,14 +78,32 @@ export interface TransitionInput {
  * caller's transaction. A transition the state machine forbids is refused, never forced.
  */
 export async function transition(tx: Tx, p: PaymentRow, input: TransitionInput): Promise<PaymentRow> {
-  if (!canTransition(p.status, input.to)) {
-    throw new AppError('PAYMENT_INVALID_STATE', `A payment in status '${p.status}' cannot become '${input.to}'.`, {
-      details: { payment_id: p.id, status: p.status },
-    });
+  return transitionPath(tx, p, [input.to], input);
+}
+
+/**
+ * Walks a (locked) payment through `path`, one allowed transition after another, in two
+ * statements whatever the path's length: one UPDATE to the last status (the patch applies there),
+ * and one statement for every step's history row and event. An automatic capture (pending →
+ * processing → captured) costs two round trips instead of four. Each step's event carries the
+ * payment as it stood after that step, exactly as separate transitions would have left it.
+ */
+export async function transitionPath(tx: Tx, p: PaymentRow, path: PaymentStatus[], input: Omit<TransitionInput, 'to'>): Promise<PaymentRow> {
+  let from = p.status;
+  for (const to of path) {
+    if (!canTransition(from, to)) {
+      throw new AppError('PAYMENT_INVALID_STATE', `A payment in status '${from}' cannot become '${to}'.`, {
+        details: { payment_id: p.id, status: from },
+      });
+    }
+    from = to;
   }
+  if (path.length === 0) return p;
+  const steps = path.length;
   const patch = input.patch ?? {};
-  const sets = ['status = $2', 'version = version + 1', 'updated_at = now()'];
-  const values: unknown[] = [p.id, input.to];
+  // The events' sequence numbers are taken in the same UPDATE: one round trip fewer per transition.
+  const sets = ['status = $2', `version = version + ${steps}`, `event_sequence = event_sequence + ${steps}`, 'updated_at = now()'];
+  const values: unknown[] = [p.id, path[steps - 1]];
   for (const key of PATCHABLE) {
     if (patch[key] === undefined) continue;
     values.push(key === 'metadata' ? JSON.stringify(patch[key]) : patch[key]);
@@ -99,16 +117,79 @@ export async function transition(tx: Tx, p: PaymentRow, input: TransitionInput):
   const updated = r.rows[0];
   // The row is locked by the caller, so a version mismatch means a programming error, not a race.
   if (!updated) throw new Error(`payment ${p.id} changed under its row lock`);
-  await tx.query(
-    `INSERT INTO payment_status_history (payment_id, from_status, to_status, cause, actor, request_id)
-     VALUES ($1, $2, $3, $4, $5, $6)`,
-    [p.id, p.status, input.to, input.cause, input.by.actor, input.by.requestId],
+  // The rows between: the payment before, at each step's status; updated_at is now(), the
+  // transaction's time, the same for every step.
+  const rows = path.map((to, i): PaymentRow =>
+    i === steps - 1 ? updated : { ...p, status: to, version: p.version + i + 1, event_sequence: p.event_sequence + i + 1, updated_at: updated.updated_at },
   );
-  metrics.paymentTransitions.inc({ from: p.status, to: input.to });
-  return emitPaymentEvent(tx, updated, `payment.${input.to}`, p.status, input.by.requestId);
+  await insertEvents(
+    tx,
+    input.by.requestId,
+    rows.map((row, i) => ({ p: row, type: `payment.${row.status}`, previousStatus: i === 0 ? p.status : rows[i - 1]!.status, history: { cause: input.cause, actor: input.by.actor } })),
+  );
+  for (let i = 0; i < steps; i++) metrics.paymentTransitions.inc({ from: i === 0 ? p.status : path[i - 1]!, to: path[i]! });
+  return updated;
 }
 
-/** Writes an outbox event for the payment with the next per-payment sequence number. */
+/** The audit row of a status change, written by the same statement as its event. */
+export interface HistoryEntry {
+  cause: string;
+  actor: string;
+}
+
+/**
+ * Inserts the outbox event of `p`, whose `event_sequence` already holds the event's number, and
+ * with `history` the status-history row of the change (from `previousStatus` to `p.status`).
+ */
+export async function insertEvent(
+  tx: Tx,
+  p: PaymentRow,
+  type: string,
+  previousStatus: string | null,
+  correlationId: string | null,
+  object?: Record<string, unknown>,
+  history?: HistoryEntry,
+): Promise<void> {
+  await insertEvents(tx, correlationId, [{ p, type, previousStatus, ...(object ? { object } : {}), ...(history ? { history } : {}) }]);
+}
+
+export interface NewEvent {
+  /** The payment as the event shows it; its event_sequence is the event's number. */
+  p: PaymentRow;
+  type: string;
+  previousStatus: string | null;
+  object?: Record<string, unknown>;
+  history?: HistoryEntry;
+}
+
+/** Events (and their history rows) in one statement, in the order given. */
+export async function insertEvents(tx: Tx, correlationId: string | null, events: NewEvent[]): Promise<void> {
+  const values: unknown[] = [correlationId, currentTraceparent()];
+  const eventRows: string[] = [];
+  const historyRows: string[] = [];
+  const $ = (v: unknown): string => `$${values.push(v)}`;
+  for (const e of events) {
+    const paymentId = $(e.p.id);
+    const previous = $(e.previousStatus);
+    eventRows.push(
+      `(${$(newId('evt'))}, ${$(e.p.merchant_id)}, ${paymentId}, ${$(e.type)}, ${$(e.p.event_sequence)}, ${previous}, $1, ${$(JSON.stringify({ object: e.object ?? paymentToApi(e.p) }))}, $2)`,
+    );
+    if (e.history) historyRows.push(`(${paymentId}, ${previous}, ${$(e.p.status)}, ${$(e.history.cause)}, ${$(e.history.actor)}, $1)`);
+  }
+  const event = `INSERT INTO events (id, merchant_id, payment_id, type, sequence, previous_status, correlation_id, data, trace_context)
+     VALUES ${eventRows.join(', ')}`;
+  await tx.query(
+    historyRows.length === 0
+      ? event
+      : `WITH history AS (
+           INSERT INTO payment_status_history (payment_id, from_status, to_status, cause, actor, request_id)
+           VALUES ${historyRows.join(', ')}
+         ) ${event}`,
+    values,
+  );
+  markEventsWritten(tx);
+}
+
 export async function emitPaymentEvent(
   tx: Tx,
   p: PaymentRow,
@@ -122,21 +203,7 @@ export async function emitPaymentEvent(
     [p.id],
   );
   const updated = r.rows[0]!;
-  await tx.query(
-    `INSERT INTO events (id, merchant_id, payment_id, type, sequence, previous_status, correlation_id, data, trace_context)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-    [
-      newId('evt'),
-      p.merchant_id,
-      p.id,
-      type,
-      updated.event_sequence,
-      previousStatus,
-      correlationId,
-      JSON.stringify({ object: object ?? paymentToApi(updated) }),
-      currentTraceparent(),
-    ],
-  );
+  await insertEvent(tx, updated, type, previousStatus, correlationId, object);
   return updated;
 }
 

@@ -62,12 +62,14 @@ export async function createApiProcess(config: Config, db: Db, databaseUrl: stri
     verifyAdminKey: adminKey.verify,
     logger: log,
     bodyLimit: config.BODY_LIMIT_BYTES,
-    idempotency: { lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS, ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS },
+    idempotency: { lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS, ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, cacheEntries: config.IDEMPOTENCY_CACHE_ENTRIES },
+    apiKeyCacheSeconds: config.API_KEY_CACHE_SECONDS,
     boss,
     mode: config.SWITCHYARD_MODE,
     rateLimiter,
     readOnly: createReadOnlySwitch(db),
     maxInFlight: config.MAX_IN_FLIGHT,
+    overloadDbWaitMs: config.OVERLOAD_DB_WAIT_MS,
     attemptClaimSeconds: attemptClaimSeconds(config),
     plugins: mountProvider
       ? [async (a) => a.register(async (scoped) => mockProviderPlugin(scoped, mockProviderOptions(config, db, selfUrl)), { prefix: '/mock-provider' })]

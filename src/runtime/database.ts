@@ -21,7 +21,7 @@ export async function openDatabase(config: Config, log: Logger, opts: { migrate:
     stopEmbedded = embedded.stop;
     log.info({ data_dir: config.SWITCHYARD_DATA_DIR }, 'embedded PostgreSQL started');
   }
-  const db = createPool(url, config.DB_POOL_MAX);
+  const db = createPool(url, config.DB_POOL_MAX, { prepared: config.DB_PREPARED_STATEMENTS, outboxNotifyMs: config.OUTBOX_NOTIFY_INTERVAL_MS });
   if (opts.migrate) {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');

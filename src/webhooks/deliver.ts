@@ -1,7 +1,10 @@
 /**
- * One delivery attempt. The delivery row is leased first (a worker that cannot take the lease does
- * nothing), the HTTP call runs with no transaction or row lock held, and the outcome — attempt log,
- * next attempt (a new job at that time) or final status — commits in one transaction.
+ * Delivery attempts, a batch of jobs at a time. The batch's delivery rows are leased in one
+ * statement, which also returns what sending needs — the endpoint, the event and the endpoint's
+ * live secrets, read in the same snapshot (a delivery whose lease is refused is not sent). The
+ * HTTP calls run with no transaction or row lock held, and each outcome — attempt log, next attempt
+ * (a new job at that time) or final status — is committed by the OutcomeWriter, which writes the
+ * outcomes that finish together in one statement.
  */
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
@@ -9,7 +12,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { withTx, type Db } from '../db/pool.js';
 import { eventToApi, type EventRow } from '../events/events.js';
 import { enqueueDelivery, type PgBoss } from '../worker/queue.js';
-import { disableEndpoint, liveSecrets } from './endpoints.js';
+import { OutcomeWriter, type DeliveryOutcome, type OutcomeRow } from './outcome-writer.js';
 import { nextDelaySeconds, parseRetryAfter } from './retry-schedule.js';
 import { webhookHeaders } from './signing.js';
 import { guardedLookup, urlProblem, type Mode } from './url-policy.js';
@@ -24,15 +27,68 @@ export interface DeliverySettings {
   leaseSeconds: number;
 }
 
-export type DeliveryOutcome = 'succeeded' | 'retry' | 'dead' | 'skipped';
+export type { DeliveryOutcome };
+export { OutcomeWriter };
 
-interface LeasedDelivery {
+/**
+ * A leased delivery with everything its attempt needs: the event's columns come along in the same
+ * row (those whose names clash with the delivery's own are prefixed with event_).
+ */
+interface LeasedDelivery extends Pick<EventRow, 'api_version' | 'sequence' | 'previous_status' | 'correlation_id' | 'data' | 'payment_id' | 'trace_context'> {
   id: string;
   endpoint_id: string;
-  event_id: string;
   attempts: number;
   url: string;
   endpoint_status: string;
+  /** The secrets that sign it: the current first, then those still in a rotation's overlap. */
+  secrets: string[];
+  event_id: string;
+  event_merchant_id: string;
+  event_type: string;
+  event_created_at: Date;
+}
+
+/**
+ * Leases every due, pending, unleased delivery of the batch for this owner, and returns each with
+ * its endpoint, its event and the endpoint's live secrets (so rotation applies from the next lease,
+ * with no cache to go stale). A delivery that is final, not yet due or leased by another worker is
+ * not returned. The batch's ids drive the plan (a nested loop over the primary key): with
+ * `id = ANY(…)` the planner also scanned the pending index, whose every entry a burst visits again
+ * for each batch.
+ */
+const LEASE_SQL = `
+  WITH leased AS (
+    UPDATE webhook_deliveries d SET locked_until = now() + make_interval(secs => $3), owner = $2, updated_at = now()
+      FROM unnest($1::text[]) AS b(id)
+     WHERE d.id = b.id AND d.status = 'pending'
+       AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now())
+       AND (d.locked_until IS NULL OR d.locked_until < now())
+    RETURNING d.id, d.endpoint_id, d.event_id, d.attempts
+  )
+  SELECT l.id, l.endpoint_id, l.attempts, e.url, e.status AS endpoint_status,
+         ARRAY(SELECT s.secret FROM webhook_endpoint_secrets s
+                WHERE s.endpoint_id = l.endpoint_id AND (s.expires_at IS NULL OR s.expires_at > now())
+                ORDER BY s.id DESC) AS secrets,
+         v.id AS event_id, v.merchant_id AS event_merchant_id, v.type AS event_type, v.api_version, v.sequence,
+         v.previous_status, v.correlation_id, v.data, v.payment_id, v.trace_context, v.created_at AS event_created_at
+    FROM leased l
+    JOIN webhook_endpoints e ON e.id = l.endpoint_id
+    JOIN events v ON v.id = l.event_id`;
+
+function eventOf(d: LeasedDelivery): EventRow {
+  return {
+    id: d.event_id,
+    merchant_id: d.event_merchant_id,
+    type: d.event_type,
+    api_version: d.api_version,
+    sequence: d.sequence,
+    previous_status: d.previous_status,
+    correlation_id: d.correlation_id,
+    data: d.data,
+    payment_id: d.payment_id,
+    trace_context: d.trace_context,
+    created_at: d.event_created_at,
+  };
 }
 
 const EXCERPT_BYTES = 1024;
@@ -67,7 +123,7 @@ async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<strin
   return excerptOf(Buffer.concat(chunks));
 }
 
-interface SendResult {
+export interface SendResult {
   statusCode: number | null;
   retryAfter: number | null;
   error: string | null;
@@ -94,88 +150,126 @@ async function send(agent: Dispatcher, url: string, headers: Record<string, stri
 }
 
 /**
- * The delivery is due but another worker holds its lease. A live holder finishes the attempt and
- * schedules the next one itself; a holder that died (or whose outcome failed to commit) leaves the
- * row pending with no job left to send it, so one is queued for just after the lease lapses. If
- * the holder did finish by then, that job finds the delivery final or not yet due and does nothing.
+ * Deliveries of the batch that are due but leased by another worker. A live holder finishes the
+ * attempt and schedules the next one itself; a holder that died (or whose outcome failed to commit)
+ * leaves the row pending with no job left to send it, so one is queued for just after the lease
+ * lapses. If the holder did finish by then, that job finds the delivery final or not yet due and
+ * does nothing.
  */
-async function followUpLeased(db: Db, boss: PgBoss, deliveryId: string): Promise<void> {
-  const r = await db.query<{ locked_until: Date }>(
-    `SELECT locked_until FROM webhook_deliveries
-      WHERE id = $1 AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) AND locked_until >= now()`,
-    [deliveryId],
+async function followUpLeased(db: Db, boss: PgBoss, deliveryIds: readonly string[]): Promise<void> {
+  const r = await db.query<{ id: string; locked_until: Date }>(
+    `SELECT d.id, d.locked_until FROM webhook_deliveries d JOIN unnest($1::text[]) AS b(id) ON d.id = b.id
+      WHERE d.status = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now()) AND d.locked_until >= now()`,
+    [deliveryIds],
   );
-  const row = r.rows[0];
-  if (row) await withTx(db, (tx) => enqueueDelivery(boss, tx, deliveryId, new Date(row.locked_until.getTime() + 1000)));
+  if (r.rows.length === 0) return;
+  await withTx(db, async (tx) => {
+    for (const row of r.rows) await enqueueDelivery(boss, tx, row.id, new Date(row.locked_until.getTime() + 1000));
+  });
 }
 
-export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, settings: DeliverySettings, deliveryId: string): Promise<DeliveryOutcome> {
+/** What an attempt leads to: the attempt-log row and the delivery's next state. */
+export function decideOutcome(
+  schedule: readonly number[],
+  d: { id: string; endpoint_id: string; attempts: number },
+  owner: string,
+  result: SendResult | null,
+  note: string | null,
+  now = Date.now(),
+): OutcomeRow {
+  const attempt = d.attempts + 1;
+  const code = result?.statusCode ?? null;
+  let outcome: OutcomeRow['outcome'];
+  let nextAttemptAt: Date | null = null;
+  if (code !== null && code >= 200 && code < 300) outcome = 'succeeded';
+  else if (code === 410 || note !== null) outcome = 'dead';
+  else {
+    const retryAfter = code === 429 || code === 503 ? (result?.retryAfter ?? null) : null;
+    const delay = nextDelaySeconds(schedule, attempt, retryAfter);
+    outcome = delay === null ? 'dead' : 'retry';
+    if (delay !== null) nextAttemptAt = new Date(now + delay * 1000);
+  }
+  return {
+    deliveryId: d.id,
+    endpointId: d.endpoint_id,
+    owner,
+    attempt,
+    statusCode: code,
+    latencyMs: result?.latencyMs ?? 0,
+    sent: result !== null,
+    error: note ?? result?.error ?? null,
+    excerpt: result?.excerpt ?? null,
+    outcome,
+    nextAttemptAt,
+    lastError: note ?? result?.error ?? (code !== null && outcome !== 'succeeded' ? `HTTP ${code}` : null),
+    disableEndpoint: code === 410,
+  };
+}
+
+/** One job's result: its outcome, or the error that stopped it, and how long it took. */
+export interface DeliveryResult {
+  outcome: DeliveryOutcome | null;
+  error: Error | null;
+  ms: number;
+}
+
+/**
+ * Attempts every delivery of a batch of jobs (ids may repeat: a delivery is attempted once).
+ * Throws only when the batch could not be leased — then nothing was sent, and the jobs may simply
+ * run again. Otherwise each delivery has its result; one delivery's trouble (say, the database
+ * blinked while its outcome was written) does not touch its batch-mates: its lease lapses and a
+ * follow-up job or a replay sends it.
+ */
+export async function deliverBatch(
+  db: Db,
+  boss: PgBoss,
+  agent: Dispatcher,
+  settings: DeliverySettings,
+  deliveryIds: readonly string[],
+  writer: OutcomeWriter = new OutcomeWriter(db, boss),
+): Promise<Map<string, DeliveryResult>> {
+  const started = performance.now();
+  const ids = [...new Set(deliveryIds)];
   // base64url, not a dashed UUID: no long digit runs that a card-number scan could mistake
   const owner = randomBytes(16).toString('base64url');
-  const leased = await db.query<LeasedDelivery>(
-    `UPDATE webhook_deliveries d SET locked_until = now() + make_interval(secs => $3), owner = $2, updated_at = now()
-       FROM webhook_endpoints e
-      WHERE d.id = $1 AND e.id = d.endpoint_id AND d.status = 'pending'
-        AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now())
-        AND (d.locked_until IS NULL OR d.locked_until < now())
-      RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, e.url, e.status AS endpoint_status`,
-    [deliveryId, owner, settings.leaseSeconds],
-  );
-  const d = leased.rows[0];
-  if (!d) {
-    // Final, not yet due (a later job is queued for it), or leased by another worker.
-    await followUpLeased(db, boss, deliveryId);
-    return 'skipped';
-  }
+  const leased = (await db.query<LeasedDelivery>(LEASE_SQL, [ids, owner, settings.leaseSeconds])).rows;
+  const results = new Map<string, DeliveryResult>();
+  const done = (id: string, outcome: DeliveryOutcome | null, error: unknown) =>
+    results.set(id, { outcome, error: error === null ? null : error instanceof Error ? error : new Error(String(error)), ms: Math.round(performance.now() - started) });
 
-  const finish = async (result: SendResult | null, note: string | null): Promise<DeliveryOutcome> =>
-    withTx(db, async (tx) => {
-      const attempt = d.attempts + 1;
-      await tx.query(
-        `INSERT INTO webhook_delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_excerpt)
-         VALUES ($1, $2, $3, $4, $5, $6)`,
-        [d.id, attempt, result?.statusCode ?? null, result?.latencyMs ?? 0, note ?? result?.error ?? null, result?.excerpt ?? null],
-      );
-      const code = result?.statusCode ?? null;
-      let outcome: DeliveryOutcome;
-      let nextAt: Date | null = null;
-      if (code !== null && code >= 200 && code < 300) outcome = 'succeeded';
-      else if (code === 410 || note !== null) outcome = 'dead';
-      else {
-        const retryAfter = code === 429 || code === 503 ? (result?.retryAfter ?? null) : null;
-        const delay = nextDelaySeconds(settings.schedule, attempt, retryAfter);
-        outcome = delay === null ? 'dead' : 'retry';
-        if (delay !== null) nextAt = new Date(Date.now() + delay * 1000);
-      }
-      if (code === 410) await disableEndpoint(tx, d.endpoint_id, 'the endpoint answered 410 Gone');
-      const errorText = note ?? result?.error ?? (code !== null && outcome !== 'succeeded' ? `HTTP ${code}` : null);
-      const updated = await tx.query(
-        `UPDATE webhook_deliveries
-            SET attempts = $3, status = $4, next_attempt_at = $5, last_status_code = $6, last_error = $7,
-                locked_until = NULL, owner = NULL, updated_at = now(),
-                delivered_at = CASE WHEN $4 = 'succeeded' THEN now() ELSE delivered_at END
-          WHERE id = $1 AND owner = $2`,
-        [d.id, owner, attempt, outcome === 'retry' ? 'pending' : outcome, nextAt, code, errorText],
-      );
-      // Our lease lapsed and someone else took over: their outcome stands, ours is only logged.
-      if (updated.rowCount === 0) return 'skipped';
-      if (outcome === 'retry') await enqueueDelivery(boss, tx, d.id, nextAt!);
-      metrics.webhookDeliveries.inc({ outcome });
-      if (result) metrics.webhookDuration.observe(result.latencyMs / 1000);
-      return outcome;
-    });
+  const leasedIds = new Set(leased.map((d) => d.id));
+  // Final, not yet due (a later job is queued for it), or leased by another worker.
+  const skipped = ids.filter((id) => !leasedIds.has(id));
+  await Promise.all([
+    skipped.length === 0
+      ? undefined
+      : followUpLeased(db, boss, skipped).then(
+          () => skipped.forEach((id) => done(id, 'skipped', null)),
+          (err: unknown) => skipped.forEach((id) => done(id, null, err)),
+        ),
+    ...leased.map((d) =>
+      attempt(settings, agent, writer, owner, d).then(
+        (outcome) => done(d.id, outcome, null),
+        (err: unknown) => done(d.id, null, err),
+      ),
+    ),
+  ]);
+  return results;
+}
 
+async function attempt(settings: DeliverySettings, agent: Dispatcher, writer: OutcomeWriter, owner: string, d: LeasedDelivery): Promise<DeliveryOutcome> {
+  const finish = (result: SendResult | null, note: string | null) => writer.write(decideOutcome(settings.schedule, d, owner, result, note));
   if (d.endpoint_status !== 'enabled') return finish(null, `endpoint ${d.endpoint_status}`);
   const problem = urlProblem(d.url, settings.mode);
   if (problem) return finish(null, `endpoint url ${problem}`);
 
-  const event = (await db.query<EventRow>('SELECT * FROM events WHERE id = $1', [d.event_id])).rows[0]!;
+  const event = eventOf(d);
   // The delivery joins the trace of the request whose transaction wrote the event.
   const parent = event.trace_context ? contextFrom({ traceparent: event.trace_context }) : context.active();
   return context.with(parent, () =>
     inSpan('webhook.deliver', { 'switchyard.delivery_id': d.id, 'switchyard.event_id': event.id, 'switchyard.attempt': d.attempts + 1 }, async (span) => {
       const body = JSON.stringify(eventToApi(event));
-      const headers = { ...webhookHeaders(await liveSecrets(db, d.endpoint_id), event.id, Math.floor(Date.now() / 1000), body), ...traceHeaders() };
+      const headers = { ...webhookHeaders(d.secrets, event.id, Math.floor(Date.now() / 1000), body), ...traceHeaders() };
       const result = await send(agent, d.url, headers, body, settings.timeoutMs);
       const outcome = await finish(result, null);
       span.setAttribute('switchyard.outcome', outcome);
@@ -184,4 +278,11 @@ export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, setti
       return outcome;
     }, SpanKind.PRODUCER),
   );
+}
+
+/** One delivery attempt (a batch of one); throws what stopped it. */
+export async function deliverOnce(db: Db, boss: PgBoss, agent: Dispatcher, settings: DeliverySettings, deliveryId: string, writer?: OutcomeWriter): Promise<DeliveryOutcome> {
+  const r = (await deliverBatch(db, boss, agent, settings, [deliveryId], writer)).get(deliveryId)!;
+  if (r.error) throw r.error;
+  return r.outcome!;
 }

@@ -4,7 +4,7 @@
  * exactly once however many workers run (SKIP LOCKED spreads batches between them).
  */
 import { matchesAny } from '../domain/event-filter.js';
-import { withTx, type Db, type Tx } from '../db/pool.js';
+import { withTx, type Db } from '../db/pool.js';
 import { newId } from '../lib/ids.js';
 import { QUEUE, inTx, type PgBoss } from '../worker/queue.js';
 import { metrics } from '../observability/metrics.js';
@@ -22,29 +22,30 @@ export interface DispatchResult {
   dropped: number;
 }
 
-async function backlogOf(tx: Tx, endpointId: string, cap: number): Promise<number> {
-  const r = await tx.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' LIMIT $2) b`,
-    [endpointId, cap + 1],
-  );
-  return r.rows[0]!.n;
-}
-
 export async function dispatchBatch(db: Db, boss: PgBoss, settings: DispatchSettings): Promise<DispatchResult> {
   return withTx(db, async (tx) => {
+    // Claimed and marked dispatched in one statement: the mark commits with the deliveries below,
+    // and a concurrent relay skips the claimed rows.
     const events = (
       await tx.query<{ id: string; merchant_id: string; type: string }>(
-        `SELECT id, merchant_id, type FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        `UPDATE events e SET dispatched_at = now()
+           FROM (SELECT id FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) c
+          WHERE e.id = c.id
+          RETURNING e.id, e.merchant_id, e.type`,
         [settings.batchSize],
       )
-    ).rows;
+    ).rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     if (events.length === 0) return { events: 0, deliveries: 0, dropped: 0 };
 
+    // The merchants' enabled endpoints, each with its backlog of pending deliveries (counted up to
+    // just past the threshold: all that matters is whether it is reached).
     const merchants = [...new Set(events.map((e) => e.merchant_id))];
     const endpoints = (
-      await tx.query<{ id: string; merchant_id: string; enabled_events: string[] }>(
-        `SELECT id, merchant_id, enabled_events FROM webhook_endpoints WHERE status = 'enabled' AND merchant_id = ANY($1)`,
-        [merchants],
+      await tx.query<{ id: string; merchant_id: string; enabled_events: string[]; backlog: number }>(
+        `SELECT e.id, e.merchant_id, e.enabled_events,
+                (SELECT count(*)::int FROM (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending' LIMIT $2) b) AS backlog
+           FROM webhook_endpoints e WHERE e.status = 'enabled' AND e.merchant_id = ANY($1)`,
+        [merchants, settings.backlogThreshold + 1],
       )
     ).rows;
 
@@ -53,8 +54,7 @@ export async function dispatchBatch(db: Db, boss: PgBoss, settings: DispatchSett
     for (const event of events) {
       for (const ep of endpoints) {
         if (ep.merchant_id !== event.merchant_id || !matchesAny(ep.enabled_events, event.type)) continue;
-        let pending = backlog.get(ep.id);
-        if (pending === undefined) pending = await backlogOf(tx, ep.id, settings.backlogThreshold);
+        let pending = backlog.get(ep.id) ?? ep.backlog;
         const drop = pending >= settings.backlogThreshold && settings.droppableTypes.includes(event.type);
         if (!drop) pending += 1;
         backlog.set(ep.id, pending);
@@ -72,7 +72,6 @@ export async function dispatchBatch(db: Db, boss: PgBoss, settings: DispatchSett
       const jobs = rows.filter((r) => r.status === 'pending').map((r) => ({ name: QUEUE.delivery, data: { delivery_id: r.id } }));
       if (jobs.length > 0) await boss.insert(jobs, { db: inTx(tx) });
     }
-    await tx.query('UPDATE events SET dispatched_at = now() WHERE id = ANY($1)', [events.map((e) => e.id)]);
     const dropped = rows.filter((r) => r.status === 'dropped').length;
     if (dropped > 0) metrics.webhookDeliveries.inc({ outcome: 'dropped' }, dropped);
     return { events: events.length, deliveries: rows.length - dropped, dropped };

@@ -106,15 +106,6 @@ export async function rotateSecret(db: Db, merchantId: string, id: string, overl
   });
 }
 
-/** The secrets that sign a delivery now: the current first, then those still in their overlap. */
-export async function liveSecrets(q: Queryable, endpointId: string): Promise<string[]> {
-  const r = await q.query<{ secret: string }>(
-    `SELECT secret FROM webhook_endpoint_secrets WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > now()) ORDER BY id DESC`,
-    [endpointId],
-  );
-  return r.rows.map((s) => s.secret);
-}
-
 export async function disableEndpoint(q: Queryable, id: string, reason: string): Promise<void> {
   await q.query(`UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $2, updated_at = now() WHERE id = $1 AND status = 'enabled'`, [id, reason]);
 }

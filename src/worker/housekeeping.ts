@@ -23,5 +23,6 @@ export async function runHousekeeping(db: Db): Promise<HousekeepingResult> {
   );
   // Velocity buckets older than any window a merchant may configure (31 days) count for nothing.
   await db.query(`DELETE FROM velocity_buckets WHERE second < extract(epoch FROM now())::bigint - 31 * 86400`);
+  await db.query(`DELETE FROM velocity_minutes WHERE minute < (extract(epoch FROM now())::bigint - 31 * 86400) / 60`);
   return { purgedKeys, releasedKeys: released.rowCount ?? 0 };
 }

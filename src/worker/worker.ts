@@ -8,10 +8,11 @@ import type { Db } from '../db/pool.js';
 import type { Logger } from '../lib/logger.js';
 import { DEFAULT_DROPPABLE_TYPES } from '../domain/event-filter.js';
 import { dispatchBatch } from '../webhooks/dispatch.js';
-import { createWebhookAgent, deliverOnce } from '../webhooks/deliver.js';
+import { OutcomeWriter, createWebhookAgent, deliverBatch } from '../webhooks/deliver.js';
 import { parseSchedule } from '../webhooks/retry-schedule.js';
 import { QUEUE, startBoss, withSetupLock, type PgBoss } from './queue.js';
 import { runHousekeeping } from './housekeeping.js';
+import { queuePartition, queueVacuum } from './queue-vacuum.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
 import { attemptClaimSeconds, buildConnectors, closeConnectors, slowestCallSeconds } from '../runtime/connectors.js';
 import { reconcileDue } from '../reconciliation/sweep.js';
@@ -22,6 +23,8 @@ export interface WorkerHandle {
   boss: PgBoss;
   /** Runs the relay now (tests, and after an API-side change). */
   kick(): void;
+  /** Resolves when no vacuum of the delivery queue is running (tests). */
+  queueVacuumIdle(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -77,26 +80,33 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
     batchSize: config.OUTBOX_BATCH_SIZE,
   };
 
+  // One outcome writer for the process: outcomes finishing together across all batches share a commit.
+  const outcomes = new OutcomeWriter(db, boss);
+  const partition = config.WEBHOOK_QUEUE_VACUUM_JOBS > 0 ? await queuePartition(db, QUEUE.delivery) : null;
+  const vacuum = partition ? queueVacuum(db, partition, config.WEBHOOK_QUEUE_VACUUM_JOBS, log) : null;
   const workerIds: string[] = [];
   for (let i = 0; i < config.WEBHOOK_CONCURRENCY; i++) {
     let id = '';
     workerIds.push(
-      (id = await boss.work<{ delivery_id: string }>(QUEUE.delivery, { batchSize: config.WEBHOOK_BATCH_SIZE, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+      (id = await boss.work<{ delivery_id: string }>(QUEUE.delivery, { batchSize: config.WEBHOOK_BATCH_SIZE, pollingIntervalSeconds: config.WEBHOOK_POLL_MS / 1000 }, async (jobs) => {
         // A full batch means more are waiting: fetch again at once instead of sleeping a poll interval.
         if (jobs.length === config.WEBHOOK_BATCH_SIZE) setImmediate(() => boss.notifyWorker(id));
-        await Promise.all(
-          jobs.map(async (job) => {
-            const started = performance.now();
-            try {
-              const outcome = await deliverOnce(db, boss, agent, delivery, job.data.delivery_id);
-              log.info({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, outcome, ms: Math.round(performance.now() - started) }, 'job');
-            } catch (err) {
-              // One delivery's trouble (say, the database blinked) must not fail its batch-mates;
-              // its lease lapses and the follow-up job or a replay sends it.
-              log.warn({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, err: (err as Error).message }, 'delivery attempt failed');
-            }
-          }),
-        );
+        let results;
+        try {
+          results = await deliverBatch(db, boss, agent, delivery, jobs.map((job) => job.data.delivery_id), outcomes);
+        } catch (err) {
+          // Nothing was leased or sent: pg-boss fails the batch's jobs and offers them again.
+          log.warn({ job: 'webhook-delivery', jobs: jobs.length, err: (err as Error).message }, 'delivery batch could not be leased; its jobs will run again');
+          throw err;
+        }
+        vacuum?.finished(jobs.length);
+        for (const job of jobs) {
+          const r = results.get(job.data.delivery_id)!;
+          // One delivery's trouble must not fail its batch-mates; its lease lapses and the
+          // follow-up job or a replay sends it.
+          if (r.error) log.warn({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, err: r.error.message }, 'delivery attempt failed');
+          else log.info({ job: 'webhook-delivery', delivery_id: job.data.delivery_id, outcome: r.outcome, ms: r.ms }, 'job');
+        }
       })),
     );
   }
@@ -172,6 +182,7 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
   return {
     boss,
     kick,
+    queueVacuumIdle: () => vacuum?.idle() ?? Promise.resolve(),
     async stop() {
       stopping = true;
       clearInterval(poll);
@@ -180,6 +191,7 @@ export async function startWorker(config: Config, db: Db, databaseUrl: string, l
       await settlement.stop();
       await listener.end().catch(() => undefined);
       await boss.stop({ graceful: true, timeout: 30_000, wait: true });
+      await vacuum?.idle();
       while (running) await new Promise((r) => setTimeout(r, 10));
       await agent.close();
       if (ownConnectors) await closeConnectors(ownConnectors);

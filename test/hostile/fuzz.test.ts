@@ -75,6 +75,9 @@ const weird = fc.oneof(
   pan,
 );
 
+// Text PostgreSQL cannot store: NUL and lone surrogates (a paired one, an emoji, is fine).
+const unstorable = fc.tuple(fc.string({ maxLength: 6 }), fc.constantFrom('\u0000', '\ud800', '\udc00', '\ud83d\ude00')).map(([s, bad]) => s + bad);
+
 const FIELDS = ['amount', 'currency', 'payment_method', 'payment_method_token', 'reference_id', 'customer', 'capture_method', 'confirm', 'description', 'metadata'] as const;
 
 /** A valid payment with zero to two fields broken: removed, replaced by something odd, or an extra field. */
@@ -123,6 +126,7 @@ const rawBody = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('{', '{"amount":', '[1,2', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}', 'null', '""', '\u0000', '{"a":1}garbage') },
   { weight: 1, arbitrary: fc.integer({ min: 1, max: 300 }).map((d) => JSON.stringify(nest(d))) },
   { weight: 1, arbitrary: fc.constant(JSON.stringify({ description: 'x'.repeat(70 * 1024) })) },
+  { weight: 1, arbitrary: fc.tuple(paymentBody, unstorable, fc.constantFrom('description', 'reference_id', 'payment_method_token', 'metadata', 'customer')).map(([b, t, f]) => JSON.stringify({ ...b, [f]: f === 'metadata' ? { note: t } : f === 'customer' ? { email: 'f@example.com', phone: '+919876543210', name: t } : t })) },
   { weight: 1, arbitrary: fc.tuple(paymentBody, pan, fc.constantFrom('description', 'reference_id', 'payment_method_token', 'metadata')).map(([b, p, f]) => JSON.stringify({ ...b, [f]: f === 'metadata' ? { note: `card ${p}` } : p })) },
 );
 
@@ -137,7 +141,7 @@ const secondStepBody = fc.oneof(
   rawBody,
 );
 
-const queryValue = fc.oneof(fc.string({ maxLength: 30 }), pan, fc.integer().map(String), fc.constantFrom('captured', '-1', '1000', 'pay_x', '2026-13-45T99:99:99Z'));
+const queryValue = fc.oneof(fc.string({ maxLength: 30 }), pan, unstorable, fc.integer().map(String), fc.constantFrom('captured', '-1', '1000', 'pay_x', '2026-13-45T99:99:99Z'));
 const query = fc
   .dictionary(fc.constantFrom('status', 'reference_id', 'limit', 'starting_after', 'created[gte]', 'created[lt]', 'type', 'endpoint_id', 'bogus'), queryValue, { maxKeys: 4 })
   .map((q) => new URLSearchParams(q).toString());
@@ -167,7 +171,7 @@ describe('hostile input', () => {
 
   it('webhook endpoints, replays and admin merchants with 1,500 generated requests', async () => {
     const endpointBody = fc.oneof(
-      fc.record({ url: fc.oneof(fc.webUrl(), fc.constantFrom('http://127.0.0.1:1/x', 'ftp://x', 'javascript:alert(1)'), weird), enabled_events: fc.oneof(fc.array(fc.constantFrom('*', 'payment.*', 'payment.captured', 'bad..type', '**'), { maxLength: 3 }), weird), description: weird }, { requiredKeys: [] }).map((b) => JSON.stringify(b)),
+      fc.record({ url: fc.oneof(fc.webUrl(), fc.constantFrom('http://127.0.0.1:1/x', 'ftp://x', 'javascript:alert(1)'), weird), enabled_events: fc.oneof(fc.array(fc.constantFrom('*', 'payment.*', 'payment.captured', 'bad..type', '**'), { maxLength: 3 }), weird), description: fc.oneof(weird, unstorable) }, { requiredKeys: [] }).map((b) => JSON.stringify(b)),
       rawBody,
     );
     const merchantBody = fc.oneof(

@@ -64,6 +64,38 @@ describe('TC1: a valid payment', () => {
     ]);
   });
 
+  it('an automatic capture leaves one event and one history row per step, each showing the payment as it stood then', async () => {
+    const res = await pay(m.key, paymentBody(), { 'x-request-id': `req-steps-${ref()}` });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    const p = res.body;
+    const events = (
+      await h.database.db.query(`SELECT type, sequence, previous_status, correlation_id, data FROM events WHERE payment_id = $1 ORDER BY sequence`, [p.id])
+    ).rows;
+    expect(events.map((e) => [e.type, Number(e.sequence), e.previous_status])).toEqual([
+      ['payment.created', 1, null],
+      ['payment.processing', 2, 'pending'],
+      ['payment.captured', 3, 'processing'],
+    ]);
+    const objects = events.map((e) => e.data.object);
+    expect(objects.map((o) => o.status)).toEqual(['pending', 'processing', 'captured']);
+    // The step in between shows the payment before the outcome's changes; the last one shows them all.
+    expect([objects[1].amount_captured, objects[1].connector]).toEqual([0, null]);
+    expect(objects[2]).toEqual(p);
+    expect(events.every((e) => e.correlation_id === res.headers.get('x-request-id'))).toBe(true);
+    const history = (
+      await h.database.db.query(`SELECT from_status, to_status, cause, request_id FROM payment_status_history WHERE payment_id = $1 ORDER BY id`, [p.id])
+    ).rows;
+    expect(history.map((r) => [r.from_status, r.to_status])).toEqual([
+      [null, 'pending'],
+      ['pending', 'processing'],
+      ['processing', 'captured'],
+    ]);
+    expect(history[1].cause).toBe(history[2].cause);
+    expect(history.every((r) => r.request_id === res.headers.get('x-request-id'))).toBe(true);
+    const row = (await h.database.db.query('SELECT version, event_sequence FROM payments WHERE id = $1', [p.id])).rows[0];
+    expect(Number(row.event_sequence)).toBe(3);
+  });
+
   it('answers 201 authorized with capture_method manual', async () => {
     const res = await pay(m.key, paymentBody({ capture_method: 'manual' }));
     expect(res.status, JSON.stringify(res.body)).toBe(201);
@@ -243,6 +275,13 @@ describe('layer 1: schema (400)', () => {
       expect(ok.status, JSON.stringify(ok.body)).toBe(201);
     });
 
+    it('is refused as a metadata key too, and the error names the key without the number', async () => {
+      const res = await pay(m.key, paymentBody({ metadata: { '4111111111111111': 'x' } }));
+      const err = expectError(res, 400, 'SCHEMA_SENSITIVE_DATA', 'schema');
+      expect(err.details).toEqual({ field: 'metadata.[card number]' });
+      expect(JSON.stringify(res.body)).not.toContain('4111111111111111');
+    });
+
     it('is refused in a query string too', async () => {
       const res = await call(h, 'GET', '/v1/payments?reference_id=4111111111111111', { key: m.key });
       const err = expectError(res, 400, 'SCHEMA_SENSITIVE_DATA', 'schema');
@@ -264,6 +303,36 @@ async function expectLogged(requestId: string): Promise<void> {
   // The onResponse hook runs after the response is sent; wait for its line rather than sleeping.
   await waitFor(async () => (h.logs.some((l) => l.includes(`"req_id":"${requestId}"`)) ? true : undefined), 5_000, `log line of ${requestId}`);
 }
+
+describe('text PostgreSQL cannot store (U+0000, an unpaired surrogate)', () => {
+  const cases: [string, Record<string, unknown>, string][] = [
+    ['the description', { description: 'a\u0000b' }, 'description'],
+    ['a metadata value', { metadata: { note: 'x\ud800' } }, 'metadata.note'],
+    ['the customer name', { customer: { email: 'asha@example.com', phone: '+919876543210', name: '\udc00Asha' } }, 'customer.name'],
+  ];
+
+  it.each(cases)('in %s is a 400 SCHEMA_INVALID_FIELD and nothing is stored', async (_where, fields, field) => {
+    const body = paymentBody(fields);
+    const key = `nul-${ref()}`;
+    const err = expectError(await pay(m.key, body, { 'idempotency-key': key }), 400, 'SCHEMA_INVALID_FIELD', 'schema');
+    expect(err.details).toEqual({ field });
+    expect(await paymentsForReference(m.key, body.reference_id as string)).toHaveLength(0);
+    const keys = await h.database.db.query('SELECT count(*)::int AS n FROM idempotency_keys WHERE key = $1', [key]);
+    expect(keys.rows[0].n).toBe(0);
+    // The same payment without the bad character goes through.
+    const ok = await pay(m.key, paymentBody({ reference_id: body.reference_id }));
+    expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+  });
+
+  it('in a webhook endpoint description, a list query or a path is a 400, not a 500', async () => {
+    const ep = await call(h, 'POST', '/v1/webhook_endpoints', { key: m.key, body: { url: 'http://localhost:9/hook', description: '\u0000' } });
+    expect(expectError(ep, 400, 'SCHEMA_INVALID_FIELD', 'schema').details).toEqual({ field: 'description' });
+    const endpoints = await h.database.db.query('SELECT count(*)::int AS n FROM webhook_endpoints WHERE merchant_id = $1', [m.id]);
+    expect(endpoints.rows[0].n).toBe(0);
+    expect(expectError(await call(h, 'GET', '/v1/payments?reference_id=a%00b', { key: m.key }), 400, 'SCHEMA_INVALID_FIELD', 'schema').details).toEqual({ field: 'reference_id' });
+    expect(expectError(await call(h, 'GET', '/v1/payments/pay_%00', { key: m.key }), 400, 'SCHEMA_INVALID_FIELD', 'schema').details).toEqual({ field: 'id' });
+  });
+});
 
 describe('logs', () => {
   it('carry one line per request with request id and merchant id, and no contact data or API key', async () => {
@@ -412,6 +481,20 @@ describe('layer 5: risk / velocity (429)', () => {
     expect((await pay(mer.key, paymentBody({ payment_method_token: 'tok_decline' }))).status).toBe(402);
     expect((await pay(mer.key, paymentBody())).status).toBe(201);
     expectError(await pay(mer.key, paymentBody()), 429, 'RISK_VELOCITY_EXCEEDED', 'risk');
+  });
+
+  it('does not count payments refused after the risk layer (a reference already in use)', async () => {
+    const mer = await createMerchant(h, { limits: { velocity: { max_payments: 2, window_seconds: 300 } } });
+    const first = paymentBody();
+    expect((await pay(mer.key, first)).status).toBe(201);
+    for (let i = 0; i < 3; i++) {
+      expectError(await pay(mer.key, paymentBody({ reference_id: first.reference_id })), 409, 'PAYMENT_REFERENCE_IN_USE');
+    }
+    // The three refusals gave their places back: the second payment of the window still fits.
+    expect((await pay(mer.key, paymentBody())).status).toBe(201);
+    expectError(await pay(mer.key, paymentBody()), 429, 'RISK_VELOCITY_EXCEEDED', 'risk');
+    const counted = await h.database.db.query<{ n: number }>('SELECT COALESCE(sum(n), 0)::int AS n FROM velocity_buckets WHERE merchant_id = $1', [mer.id]);
+    expect(counted.rows[0]!.n).toBe(2);
   });
 
   it('takes a velocity limit raised through PATCH into account at once', async () => {

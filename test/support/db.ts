@@ -42,3 +42,20 @@ export async function createTestDatabase(opts: { migrate?: boolean; poolMax?: nu
     },
   };
 }
+
+/** `db` seen through a counter of the statements sent with db.query (transactions are not counted). */
+export function countingQueries(db: Db): { db: Db; statements: () => number } {
+  let count = 0;
+  const counting = new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop === 'query') {
+        return (...args: unknown[]) => {
+          count += 1;
+          return (target.query as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
+  return { db: counting, statements: () => count };
+}

@@ -54,6 +54,9 @@ export async function startHarness(env: Record<string, string> = {}, opts: Harne
     CONNECTOR_AUTHORIZE_TIMEOUT_MS: '1500',
     CONNECTOR_TIMEOUT_MS: '1500',
     MOCK_PROVIDER_HANG_MS: '4000',
+    // Tests assert exact outcomes of bursts (50 racing payments, say) on machines of any speed;
+    // shedding on a database queue has its own test (test/ops/shedding-db-wait.test.ts).
+    OVERLOAD_DB_WAIT_MS: '5000',
     ...env,
   });
   const log = createLogger(config.LOG_LEVEL, sink);

@@ -84,9 +84,10 @@ describe('findCardNumber: found', () => {
     expect(findCardNumber(6011111111111117)).toEqual([]);
   });
 
-  it('finds a PAN used as an object key', () => {
-    expect(findCardNumber({ metadata: { '4111111111111111': 'x' } })).toEqual(['metadata', '4111111111111111']);
-    expect(findCardNumber({ '5555 5555 5555 4444': 1 })).toEqual(['5555 5555 5555 4444']);
+  it('finds a PAN used as an object key, and names that key without its digits', () => {
+    expect(findCardNumber({ metadata: { '4111111111111111': 'x' } })).toEqual(['metadata', '[card number]']);
+    expect(findCardNumber({ '5555 5555 5555 4444': 1 })).toEqual(['[card number]']);
+    expect(findCardNumber({ 'card 4111-1111-1111-1111 key': 1 })).toEqual(['card [card number] key']);
   });
 
   it('finds Luhn-valid numbers at both ends of the length range (13 and 19 digits)', () => {

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { createWebhookAgent, deliverOnce, type DeliverySettings } from '../../src/webhooks/deliver.js';
+import { markEventsWritten, withTx } from '../../src/db/pool.js';
 import { call, createMerchant, startHarness, waitFor, type Harness, type MerchantWithKey } from '../support/harness.js';
 import {
   HIGH_VELOCITY,
@@ -163,12 +164,16 @@ describe('delivery', () => {
     const ep = await registerEndpoint(h, m.key, r.url, ['payment.captured']);
     const latencies: number[] = [];
     for (let i = 0; i < 20; i++) {
-      // One autocommit statement: created_at (its transaction's start) is within a millisecond of the commit.
-      const ins = await h.database.db.query<{ id: string; created_at: Date }>(
-        `INSERT INTO events (id, merchant_id, type, sequence, data) VALUES ($1, $2, 'payment.captured', 1, '{"object":{}}') RETURNING id, created_at`,
-        [`evt_latency_${Date.now()}_${i}`, m.id],
-      );
-      const ev = ins.rows[0]!;
+      // Written as the payment code writes events: in a transaction that marks it, so its commit
+      // sends the relay's wake-up. created_at (the transaction's start) is a millisecond before the commit.
+      const ev = await withTx(h.database.db, async (tx) => {
+        const ins = await tx.query<{ id: string; created_at: Date }>(
+          `INSERT INTO events (id, merchant_id, type, sequence, data) VALUES ($1, $2, 'payment.captured', 1, '{"object":{}}') RETURNING id, created_at`,
+          [`evt_latency_${Date.now()}_${i}`, m.id],
+        );
+        markEventsWritten(tx);
+        return ins.rows[0]!;
+      });
       const got = await waitFor(async () => r.of(ev.id)[0], 10_000, `event ${ev.id}`);
       latencies.push(got.receivedAt - ev.created_at.getTime());
     }

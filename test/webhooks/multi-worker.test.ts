@@ -6,6 +6,7 @@
  * jobs, possibly on the other worker) are part of the run.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signalOutbox } from '../../src/db/pool.js';
 import { createMerchant, startHarness, waitFor, type Harness } from '../support/harness.js';
 import type { Spawned } from '../support/process.js';
 import { HIGH_VELOCITY, Receiver, kill, registerEndpoint, startWorkerProcess } from './helpers.js';
@@ -49,6 +50,7 @@ describe('two worker processes, one database', () => {
            FROM generate_series($2::int, $3::int) g`,
         [m.id, c * per + 1, (c + 1) * per, TYPES],
       );
+      signalOutbox(h.database.db); // as every writer of events does after its commit
     }
     const inserted = Date.now();
     const ids = Array.from({ length: EVENTS }, (_, i) => `evt_bulk_${String(i + 1).padStart(6, '0')}`);

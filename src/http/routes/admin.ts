@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Db } from '../../db/pool.js';
 import type { KeyHasher } from '../../merchants/secrets.js';
-import { createApiKey, getMerchant, insertMerchant, merchantToApi, revokeApiKey, updateMerchant } from '../../merchants/store.js';
+import { createApiKey, getMerchant, insertMerchant, merchantToApi, revokeApiKey, updateMerchant, type ApiKeyCache } from '../../merchants/store.js';
 import { readMockLedger } from '../../mock-provider/ledger.js';
 import { runIdempotent, type IdempotencySettings } from '../idempotency.js';
 import { createMerchantBody, ledgerQuery, updateMerchantBody } from '../schemas/admin.js';
@@ -14,7 +14,8 @@ import type { PartialMerchantLimits } from '../../domain/merchant.js';
 
 const security: Record<string, string[]>[] = [{ adminKey: [] }];
 
-export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, idem: IdempotencySettings, connectors: ConnectorRegistry): void {
+/** keyCache: this process's API-key cache, which forgets a revoked key or an updated merchant at once. */
+export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, idem: IdempotencySettings, connectors: ConnectorRegistry, keyCache?: ApiKeyCache): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post('/v1/admin/merchants', { schema: { tags: ['admin'], summary: 'Create a merchant', security, body: createMerchantBody } }, async (req, reply) =>
@@ -30,7 +31,7 @@ export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, ide
 
   r.patch('/v1/admin/merchants/:id', {
     schema: { tags: ['admin'], summary: 'Update a merchant (each limit group given replaces that group)', security, params: idParam('mer'), body: updateMerchantBody },
-  }, async (req) => merchantToApi(await updateMerchant(db, req.params.id, { ...req.body, limits: req.body.limits as PartialMerchantLimits | undefined })));
+  }, async (req) => merchantToApi(await updateMerchant(db, req.params.id, { ...req.body, limits: req.body.limits as PartialMerchantLimits | undefined }, keyCache)));
 
   r.post('/v1/admin/merchants/:id/api_keys', {
     schema: { tags: ['admin'], summary: 'Create an API key; the clear key is answered once', security, params: idParam('mer') },
@@ -38,7 +39,7 @@ export function adminRoutes(app: FastifyInstance, db: Db, hasher: KeyHasher, ide
   }, async (req, reply) => reply.code(201).send({ object: 'api_key', ...(await createApiKey(db, hasher, req.params.id)) }));
 
   r.delete('/v1/admin/api_keys/:id', { schema: { tags: ['admin'], summary: 'Revoke an API key', security, params: idParam('key') } }, async (req) =>
-    revokeApiKey(db, req.params.id),
+    revokeApiKey(db, req.params.id, keyCache),
   );
 
   r.get('/v1/admin/connectors/mock/ledger', {
