@@ -192,6 +192,22 @@ export async function waitForDelivery(h: Harness, key: string, endpointId: strin
   );
 }
 
+/**
+ * The deliveries matching `filter` once there are `count` of them and none is still pending. A
+ * receiver sees a request before its outcome is written (outcomes are group-committed after the
+ * answer), so a test that waited on the receiver waits here before it reads delivery statuses.
+ */
+export async function finishedDeliveries(h: Harness, key: string, filter: Record<string, string>, count: number, timeoutMs = 15_000): Promise<Json[]> {
+  return waitFor(
+    async () => {
+      const all = await allDeliveries(h, key, filter);
+      return all.length === count && all.every((d) => d.status !== 'pending') ? all : undefined;
+    },
+    timeoutMs,
+    `${count} finished deliveries matching ${JSON.stringify(filter)}`,
+  );
+}
+
 export async function attemptsOf(h: Harness, key: string, deliveryId: string): Promise<Json[]> {
   const res = await call(h, 'GET', `/v1/webhook_deliveries/${deliveryId}/attempts`, { key });
   expect(res.status, JSON.stringify(res.body)).toBe(200);
