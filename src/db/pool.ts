@@ -1,5 +1,7 @@
 import pg from 'pg';
 import { inSpan, SpanKind } from '../observability/tracing.js';
+import { AdmissionGate } from './admission.js';
+import { Waits, type WaitEntry } from './waits.js';
 import { OUTBOX_CHANNEL, Throttle } from './outbox-signal.js';
 
 // BIGINT columns (money) come back as JS numbers: every amount is capped at 10^12,
@@ -60,54 +62,62 @@ export function signalOutbox(db: Db): void {
   outboxSignals.get(db)?.signal();
 }
 
-interface WaitTracker {
-  /** When each caller now waiting for a connection began to wait (insertion order: oldest first). */
-  waiting: Set<{ since: number }>;
-  /**
-   * A long completed wait and when it ended: replaced by a longer one, or by the next one once it
-   * is WAIT_WINDOW_MS old (one value, not a window of them: a standing queue completes waits all
-   * the time, so the value stays fresh while it matters).
-   */
-  recent: { ms: number; at: number };
-}
-
-/** How long a completed long wait keeps counting: shedding holds through brief drains of the queue. */
-const WAIT_WINDOW_MS = 1000;
-const waitTrackers = new WeakMap<Db, WaitTracker>();
+const poolWaits = new WeakMap<Db, Waits>();
 
 /**
  * The database queue of this pool, in ms: the longer of how long the oldest caller still waiting
- * for a connection has waited, and the longest wait completed in the last second (0 when neither).
- * A standing queue here means the process accepts work faster than it and its database complete
- * it: the API sheds new requests on it (OVERLOAD_DB_WAIT_MS). The completed waits keep the signal
- * up while an overloaded queue drains for a moment, instead of letting a flood in each time.
+ * for a connection has waited, and the longest wait completed in the last second (0 when neither). A standing queue here means the
+ * process accepts work faster than it and its database complete it: the API sheds new requests on
+ * it (OVERLOAD_DB_WAIT_MS). The completed waits keep the signal up while an overloaded queue
+ * drains for a moment, instead of letting a flood in each time.
  */
 export function connectionWaitMs(db: Db): number {
-  const t = waitTrackers.get(db);
-  if (!t) return 0;
-  const now = performance.now();
-  const oldest = t.waiting.values().next().value;
-  const current = oldest ? now - oldest.since : 0;
-  const recent = now - t.recent.at <= WAIT_WINDOW_MS ? t.recent.ms : 0;
-  return Math.max(current, recent);
+  return poolWaits.get(db)?.longestMs() ?? 0;
+}
+
+const gates = new WeakMap<Db, AdmissionGate>();
+
+/**
+ * Waits, at most maxWaitMs, until no caller of this pool is waiting for a connection (see
+ * src/db/admission.ts); true when the request may start. Synchronous true when nobody waits.
+ */
+export function admitRequest(db: Db, maxWaitMs: number): true | Promise<boolean> {
+  return gates.get(db)?.admit(maxWaitMs) ?? true;
+}
+
+/** New requests now waiting to start behind this pool's queue, and whether that queue stands. */
+export function admissionQueue(db: Db): { length: number; standing: boolean } {
+  const gate = gates.get(db);
+  return { length: gate?.size ?? 0, standing: gate?.standing ?? false };
+}
+
+function gateRequests(pool: pg.Pool): AdmissionGate {
+  const gate = new AdmissionGate({
+    waiting: () => pool.waitingCount,
+    free: () => pool.idleCount + Math.max(0, (pool.options.max ?? 10) - pool.totalCount),
+  });
+  gates.set(pool, gate);
+  // pg-pool emits 'release' before it puts the client back or hands it on: look once it has.
+  const pump = () => queueMicrotask(() => gate.pump());
+  pool.on('release', pump);
+  pool.on('remove', pump);
+  return gate;
 }
 
 type ConnectCallback = (err: Error | undefined, client: pg.PoolClient | undefined, release: (release?: unknown) => void) => void;
 
 /** Wraps pool.connect (which pool.query uses too) to know who is waiting, since when, and for how long. */
-function trackConnectionWaits(pool: pg.Pool): void {
-  const t: WaitTracker = { waiting: new Set(), recent: { ms: 0, at: Number.NEGATIVE_INFINITY } };
-  waitTrackers.set(pool, t);
-  const done = (entry: { since: number }) => {
-    t.waiting.delete(entry);
-    const now = performance.now();
-    const ms = now - entry.since;
-    if (ms >= t.recent.ms || now - t.recent.at > WAIT_WINDOW_MS) t.recent = { ms, at: now };
+function trackConnectionWaits(pool: pg.Pool, gate: AdmissionGate): void {
+  const waits = new Waits();
+  poolWaits.set(pool, waits);
+  const done = (entry: WaitEntry) => {
+    waits.end(entry);
+    // A waiter served: the pool's queue may just have cleared.
+    queueMicrotask(() => gate.pump());
   };
   const connect = pool.connect.bind(pool) as (cb?: ConnectCallback) => Promise<pg.PoolClient> | undefined;
   pool.connect = ((cb?: ConnectCallback) => {
-    const entry = { since: performance.now() };
-    t.waiting.add(entry);
+    const entry = waits.start();
     if (cb) {
       return connect((err, client, release) => {
         done(entry);
@@ -127,7 +137,7 @@ export interface PoolOptions {
 
 export function createPool(connectionString: string, max = 10, opts: PoolOptions = {}): Db {
   const pool = new pg.Pool({ connectionString, max });
-  trackConnectionWaits(pool);
+  trackConnectionWaits(pool, gateRequests(pool));
   outboxSignals.set(pool, new Throttle(() => pool.query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`), opts.outboxNotifyMs ?? 10));
   // pool.query runs on these clients too; pg-pool discards a client whose query failed, so a stale
   // prepared statement there heals itself on the next connection.

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { AppError } from '../domain/errors.js';
 import { findCardNumber } from '../domain/sensitive-data.js';
 import { findUnstorableText } from '../domain/storable-text.js';
-import { connectionWaitMs, type Db } from '../db/pool.js';
+import { admitRequest, connectionWaitMs, type Db } from '../db/pool.js';
 import { migrationsApplied } from '../db/migrate.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
 import type { KeyHasher } from '../merchants/secrets.js';
@@ -165,6 +165,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (inFlight > opts.maxInFlight || dbWait > overloadDbWaitMs) {
       metrics.shed.inc();
       throw new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
+    }
+    // Requests of this process are waiting for a connection: work already started goes first.
+    const admission = overloadDbWaitMs > 0 ? admitRequest(opts.db, overloadDbWaitMs) : true;
+    if (admission !== true) {
+      const since = performance.now();
+      const admitted = await admission;
+      metrics.admissionWait.observe({ admitted: String(admitted) }, (performance.now() - since) / 1000);
+      if (!admitted) {
+        metrics.shed.inc();
+        throw new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
+      }
     }
     const mutation = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
     if (kind === 'public') {

@@ -83,6 +83,13 @@ export const metrics = {
     help: 'Requests refused with 503 OVERLOADED by load shedding',
     registers: [registry],
   }),
+  admissionWait: new client.Histogram({
+    name: 'switchyard_admission_wait_seconds',
+    help: 'How long new requests waited to start behind the database pool queue (only those that had to wait; OVERLOAD_DB_WAIT_MS at most)',
+    labelNames: ['admitted'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  }),
   reconciliation: new client.Counter({
     name: 'switchyard_reconciliation_outcomes_total',
     help: 'Reconciliation checks by outcome (settled, still_open, manual_review)',
