@@ -9,24 +9,41 @@ export interface JsonCheck {
   keyLabel(key: string): string;
 }
 
+/** Nesting past this many levels is not walked. */
+const MAX_DEPTH = 32;
+
 /** The JSON path of the first refused value or key, or null. Nesting past 32 levels is not walked. */
-export function findInJson(value: unknown, check: JsonCheck, path: string[] = [], depth = 0): string[] | null {
-  if (depth > 32) return null;
-  if (typeof value === 'string') return check.text(value) ? path : null;
-  if (typeof value === 'number') return check.number?.(value) ? path : null;
+export function findInJson(value: unknown, check: JsonCheck): string[] | null {
+  // One path stack for the whole walk, copied only for a hit: every request body is walked, and
+  // a copy per visited value was most of the walk's cost.
+  const path: string[] = [];
+  return walk(value, check, path, 0) ? path : null;
+}
+
+/** True when a refused value is at or under `value`; `path` then leads to it. */
+function walk(value: unknown, check: JsonCheck, path: string[], depth: number): boolean {
+  if (depth > MAX_DEPTH) return false;
+  if (typeof value === 'string') return check.text(value);
+  if (typeof value === 'number') return check.number?.(value) ?? false;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const hit = findInJson(value[i], check, [...path, String(i)], depth + 1);
-      if (hit) return hit;
+      path.push(String(i));
+      if (walk(value[i], check, path, depth + 1)) return true;
+      path.pop();
     }
-    return null;
+    return false;
   }
   if (value && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      if (check.text(k)) return [...path, check.keyLabel(k)];
-      const hit = findInJson(v, check, [...path, k], depth + 1);
-      if (hit) return hit;
+    for (const k in value) {
+      if (!Object.hasOwn(value, k)) continue;
+      if (check.text(k)) {
+        path.push(check.keyLabel(k));
+        return true;
+      }
+      path.push(k);
+      if (walk((value as Record<string, unknown>)[k], check, path, depth + 1)) return true;
+      path.pop();
     }
   }
-  return null;
+  return false;
 }
