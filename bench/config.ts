@@ -26,6 +26,8 @@ export interface BenchConfig {
   pgbench: boolean;
   /** Preload pg_stat_statements (embedded) and report statements per request; a small overhead. */
   statements: boolean;
+  /** Extra server settings for the embedded cluster, "name=value;name=value" (ALTER SYSTEM, then a restart). */
+  pgSettings: string;
   webhookRate: number;
   webhookSeconds: number;
   webhookBurst: number;
@@ -62,6 +64,7 @@ const FULL: Omit<BenchConfig, 'phases' | 'resultsDir'> = {
   rawSeconds: 10,
   pgbench: true,
   statements: true,
+  pgSettings: '',
   webhookRate: 500,
   webhookSeconds: 20,
   webhookBurst: 20_000,
@@ -99,7 +102,8 @@ Phases: ${PHASES.join(', ')}.
 Settings (flag --step-seconds=5 or env BENCH_STEP_SECONDS=5):
   step-seconds, warmup-seconds, pause-seconds, p99-ms, connections, request-timeout-ms,
   baseline-rates, payment-rates, replay-rates (comma lists), latency-rate, latency-seconds,
-  replay-keys, raw-clients (list), raw-seconds, pgbench (0/1), statements (0/1), webhook-rate, webhook-seconds,
+  replay-keys, raw-clients (list), raw-seconds, pgbench (0/1), statements (0/1),
+  pg-settings ("name=value;…", embedded only), webhook-rate, webhook-seconds,
   webhook-burst, webhook-workers, webhook-timeout-seconds, profile-rate, profile-replay-rate,
   profile-seconds, db-pool-max, payment-idempotency-key (0/1), velocity-window-seconds,
   provider-process (0/1), max-minutes, results-dir.

@@ -28,8 +28,28 @@ function withDatabase(url: string, name: string): string {
   return u.toString();
 }
 
-export async function openBenchDatabase(externalUrl: string | undefined, log: (m: string) => void, opts: { statements: boolean }): Promise<BenchDatabase> {
+/** "name=value;name=value" → pairs; names are plain setting names, values any text. */
+export function parsePgSettings(text: string): Array<[string, string]> {
+  return text
+    .split(';')
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map((x) => {
+      const eq = x.indexOf('=');
+      const name = eq > 0 ? x.slice(0, eq).trim() : '';
+      if (!/^[a-z_][a-z0-9_.]*$/.test(name)) throw new Error(`pg-settings: "${x}" is not name=value`);
+      return [name, x.slice(eq + 1).trim()] as [string, string];
+    });
+}
+
+export async function openBenchDatabase(
+  externalUrl: string | undefined,
+  log: (m: string) => void,
+  opts: { statements: boolean; pgSettings?: Array<[string, string]> },
+): Promise<BenchDatabase> {
+  const extra = opts.pgSettings ?? [];
   if (externalUrl) {
+    if (extra.length > 0) throw new Error('pg-settings applies to the embedded cluster only; set them on the DATABASE_URL server yourself');
     const name = `switchyard_bench_${Date.now().toString(36)}_${process.pid}`;
     const admin = new pg.Client({ connectionString: externalUrl });
     await admin.connect();
@@ -59,11 +79,13 @@ export async function openBenchDatabase(externalUrl: string | undefined, log: (m
   onCleanup('embedded PostgreSQL temp dir', async () => removeDirSync(dir));
   const started = performance.now();
   let embedded = await startEmbeddedPostgres(dir);
-  if (opts.statements) {
-    // pg_stat_statements needs shared memory of its own: preload it and restart once.
+  if (opts.statements || extra.length > 0) {
+    // pg_stat_statements needs shared memory of its own: preload it and restart once (and the
+    // extra settings take effect with the same restart).
     const c = new pg.Client({ connectionString: embedded.url });
     await c.connect();
-    await c.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+    if (opts.statements) await c.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+    for (const [name, value] of extra) await c.query(`ALTER SYSTEM SET ${name} = ${c.escapeLiteral(value)}`);
     await c.end();
     await embedded.stop();
     embedded = await startEmbeddedPostgres(dir);
@@ -81,7 +103,7 @@ export interface DatabaseFacts {
   postmasterPid: number | null;
 }
 
-const SETTINGS = [
+export const SETTINGS = [
   'synchronous_commit',
   'fsync',
   'wal_sync_method',
@@ -96,13 +118,13 @@ const SETTINGS = [
   'shared_preload_libraries',
 ];
 
-export async function databaseFacts(url: string): Promise<DatabaseFacts> {
+export async function databaseFacts(url: string, extra: readonly string[] = []): Promise<DatabaseFacts> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
     const version = (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v;
     const settings: Record<string, string> = {};
-    for (const s of SETTINGS) settings[s] = (await c.query<Record<string, string>>(`SHOW ${s}`)).rows[0]![s]!;
+    for (const s of [...SETTINGS, ...extra]) settings[s] = (await c.query<Record<string, string>>(`SHOW ${s}`)).rows[0]![s]!;
     const backendPid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     return { version, settings, postmasterPid: postmasterOf(backendPid) };
   } finally {

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { HELP, parseConfig, type BenchConfig, type Phase } from './config.js';
-import { databaseFacts, dbCounters, enableStatementStats, openBenchDatabase, perRequest, pgbenchAvailable, pgbenchCommitRate, prepareSchema, rawCommitRate, readStatements, resetStatements, type DatabaseFacts, type RawCommitResult, type StatementSummary } from './db.js';
+import { databaseFacts, dbCounters, parsePgSettings, enableStatementStats, openBenchDatabase, perRequest, pgbenchAvailable, pgbenchCommitRate, prepareSchema, rawCommitRate, readStatements, resetStatements, type DatabaseFacts, type RawCommitResult, type StatementSummary } from './db.js';
 import { describeStep, fmtMs, ladder, LoadTarget, type LadderResult, type RequestSpec, type StepResult } from './load.js';
 import { cleanup, CpuMeter, describeCpu, freePort, onCleanup, onExitSync, removeDirSync, sleep, spawnChild, waitHttpReady, waitOutput, type Child, type CpuWindow } from './procs.js';
 import { summariseProfile, type ProfileSummary } from './profile.js';
@@ -123,8 +123,9 @@ async function main(): Promise<void> {
   const machine = machineFacts();
   log(`machine: ${machine.cpu_model as string}, ${machine.cores as number} cores, ${machine.memory_gb as number} GB, Node ${process.version}, load average ${(machine.load_average_at_start as number[]).join(' ')}`);
 
-  const bdb = await openBenchDatabase(process.env.DATABASE_URL, log, { statements: cfg.statements });
-  const facts = await databaseFacts(bdb.url);
+  const pgSettings = parsePgSettings(cfg.pgSettings);
+  const bdb = await openBenchDatabase(process.env.DATABASE_URL, log, { statements: cfg.statements, pgSettings });
+  const facts = await databaseFacts(bdb.url, pgSettings.map(([name]) => name));
   log(`PostgreSQL: ${facts.version.split(' on ')[0]}; synchronous_commit=${facts.settings.synchronous_commit}, fsync=${facts.settings.fsync}, wal_sync_method=${facts.settings.wal_sync_method}`);
   const applied = await prepareSchema(bdb.url);
   const postgresPid = facts.postmasterPid;

@@ -109,7 +109,9 @@ export function renderMarkdown(r: BenchResults): string {
       `Commit ${m.git.commit.slice(0, 12)}${m.git.dirty_files > 0 ? ` (+${m.git.dirty_files} uncommitted files)` : ''}.`,
   );
   out.push(
-    `Database: ${r.database.facts.version.split(' on ')[0]} (${r.database.kind}); synchronous_commit=${s.synchronous_commit}, fsync=${s.fsync}, wal_sync_method=${s.wal_sync_method}, full_page_writes=${s.full_page_writes}, commit_delay=${s.commit_delay}, shared_buffers=${s.shared_buffers}, max_connections=${s.max_connections}.`,
+    `Database: ${r.database.facts.version.split(' on ')[0]} (${r.database.kind}); synchronous_commit=${s.synchronous_commit}, fsync=${s.fsync}, wal_sync_method=${s.wal_sync_method}, full_page_writes=${s.full_page_writes}, commit_delay=${s.commit_delay}, shared_buffers=${s.shared_buffers}, max_connections=${s.max_connections}` +
+      (r.config.pgSettings ? `; set for this run: ${r.config.pgSettings.split(';').map((x) => x.trim().split('=')[0]!).filter(Boolean).map((n) => `${n}=${s[n] ?? '?'}`).join(', ')}` : '') +
+      '.',
   );
   out.push(
     `Switchyard: one \`switchyard start\` process (API + worker)${r.config.providerProcess ? '; the mock provider in its own process (`switchyard mock-provider`), called over loopback HTTP' : ' with the mock provider inside it, called over loopback HTTP and sharing its CPU'}, LOG_LEVEL=warn, DB_POOL_MAX=${r.config.dbPoolMax}, ` +
