@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import type { Db } from '../../src/db/pool.js';
-import { OutcomeWriter, createWebhookAgent, decideOutcome, deliverBatch, type DeliverySettings } from '../../src/webhooks/deliver.js';
+import { LEASE_SQL, OutcomeWriter, createWebhookAgent, decideOutcome, deliverBatch, type DeliverySettings } from '../../src/webhooks/deliver.js';
 import type { OutcomeRow } from '../../src/webhooks/outcome-writer.js';
 import { call, createMerchant, startHarness, type Harness, type MerchantWithKey } from '../support/harness.js';
 import { HIGH_VELOCITY, Receiver, registerEndpoint, type Received } from './helpers.js';
@@ -139,6 +139,40 @@ describe('deliverBatch', () => {
       await agent.close();
     }
     expect(r.received).toEqual([]);
+  });
+
+  it('the lease reads each delivery by its primary key even when the statistics say nothing is pending (a burst stays linear)', async () => {
+    const m = await createMerchant(h, HIGH_VELOCITY);
+    const ep = await registerEndpoint(h, m.key, 'http://127.0.0.1:9/unused', ['payment.captured']);
+    // Statistics taken while this endpoint had no pending delivery, then a burst arrives.
+    await h.database.db.query('ANALYZE webhook_deliveries');
+    const { deliveryIds } = await deliveries(m, ep.id, 3000);
+    const batch = deliveryIds.slice(-50);
+    // EXPLAIN ANALYZE runs the lease: inside a transaction rolled back, so nothing stays leased.
+    const client = await h.database.db.connect();
+    let plan: unknown;
+    try {
+      await client.query('BEGIN');
+      plan = (await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${LEASE_SQL}`, [batch, 'plan_probe', 30])).rows[0]!['QUERY PLAN'];
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+    const scans: Array<{ type: string; index: string | undefined; rows: number; loops: number }> = [];
+    const walk = (node: Record<string, unknown>) => {
+      if (node['Relation Name'] === 'webhook_deliveries') {
+        scans.push({ type: node['Node Type'] as string, index: node['Index Name'] as string | undefined, rows: node['Actual Rows'] as number, loops: node['Actual Loops'] as number });
+      }
+      for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+    };
+    walk((plan as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
+    // Each id looked up by primary key (one row per lookup), the locked rows updated by tuple id:
+    // never a scan of the pending deliveries or of the table, which a burst would repeat per batch.
+    const reads = scans.filter((x) => x.type !== 'ModifyTable');
+    expect(reads.map((x) => `${x.type}${x.index ? ` ${x.index}` : ''}`).sort(), JSON.stringify(scans)).toEqual(['Index Scan webhook_deliveries_pkey', 'Tid Scan']);
+    expect(reads.find((x) => x.type === 'Index Scan')).toMatchObject({ rows: 1, loops: batch.length });
+    expect(reads.find((x) => x.type === 'Tid Scan')).toMatchObject({ rows: batch.length, loops: 1 });
+    expect(await row(batch[0]!)).toMatchObject({ owner: null, locked_until: null });
   });
 });
 
