@@ -10,10 +10,13 @@
  *
  * The wait here is bounded the CoDel way (controlled delay, as in Facebook's request queues): a
  * queue that empties now and then is absorbing bursts, and a request may wait its full time
- * (OVERLOAD_DB_WAIT_MS); a queue that has not emptied for STANDING_MS is standing, and a request
- * that joins it waits at most STANDING_WAIT_MS before it is refused. Under a flood the waiting
+ * (OVERLOAD_DB_WAIT_MS); a queue that has not emptied for STANDING_FRACTION of that time is
+ * standing, and a request that joins it waits at most STANDING_WAIT_FRACTION of it before it is
+ * refused (at the default 250 ms: standing after 100 ms, then 10 ms). Under a flood the waiting
  * room so holds only what can start within milliseconds, refusals come at once, and the payments
  * let in do not wait behind a crowd; a burst of concurrent requests is never refused for size.
+ * Both scale with the one setting, so a deployment (or a test run) that allows longer database
+ * waits also lets a busy moment last longer before anything is refused.
  */
 export interface PoolState {
   /** Callers now waiting for a connection. */
@@ -22,10 +25,10 @@ export interface PoolState {
   free(): number;
 }
 
-/** A waiting room that has not been empty for this long is a standing queue. */
-export const STANDING_MS = 100;
-/** How long a request may wait to join a standing queue's head. */
-export const STANDING_WAIT_MS = 10;
+/** A waiting room not empty for this share of the wait limit is a standing queue. */
+export const STANDING_FRACTION = 0.4;
+/** How long, as a share of the wait limit, a request may wait to start behind a standing queue. */
+export const STANDING_WAIT_FRACTION = 1 / 25;
 
 interface Waiter {
   resolve: (admitted: boolean) => void;
@@ -36,6 +39,8 @@ export class AdmissionGate {
   private readonly queue: Waiter[] = [];
   /** When the waiting room last went from empty to not empty. */
   private busySince = 0;
+  /** The wait limit of the latest request (OVERLOAD_DB_WAIT_MS: the same for every request). */
+  private limitMs = 0;
   constructor(
     private readonly pool: PoolState,
     private readonly now: () => number = () => performance.now(),
@@ -46,19 +51,20 @@ export class AdmissionGate {
     return this.queue.length;
   }
 
-  /** Not empty for over STANDING_MS: who joins now waits at most STANDING_WAIT_MS. */
+  /** Not empty for over STANDING_FRACTION of the wait limit: who joins now waits only briefly. */
   get standing(): boolean {
-    return this.queue.length > 0 && this.now() - this.busySince > STANDING_MS;
+    return this.queue.length > 0 && this.now() - this.busySince > this.limitMs * STANDING_FRACTION;
   }
 
   /**
    * true at once when nobody waits for a connection (the common case: no promise); otherwise
-   * resolves true when the pool's queue has cleared, false after maxWaitMs (STANDING_WAIT_MS when
-   * the waiting room is a standing queue).
+   * resolves true when the pool's queue has cleared, false after maxWaitMs (STANDING_WAIT_FRACTION
+   * of it when the waiting room is a standing queue).
    */
   admit(maxWaitMs: number): true | Promise<boolean> {
     if (this.queue.length === 0 && this.pool.waiting() === 0) return true;
-    const waitMs = this.standing ? Math.min(maxWaitMs, STANDING_WAIT_MS) : maxWaitMs;
+    this.limitMs = maxWaitMs;
+    const waitMs = this.standing ? maxWaitMs * STANDING_WAIT_FRACTION : maxWaitMs;
     if (this.queue.length === 0) this.busySince = this.now();
     return new Promise<boolean>((resolve) => {
       const waiter: Waiter = {

@@ -1,11 +1,11 @@
 /**
  * The admission gate in front of the database pool (src/db/admission.ts): a new request starts at
  * once while nobody waits for a connection; otherwise it waits, oldest first, until the pool's
- * queue has cleared — its full time while the waiting room absorbs a burst, STANDING_WAIT_MS once
- * the room has not emptied for STANDING_MS.
+ * queue has cleared — its full time while the waiting room absorbs a burst, a small share of it
+ * once the room has not emptied for a larger share (both scale with the wait limit).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AdmissionGate, STANDING_MS, STANDING_WAIT_MS } from '../../src/db/admission.js';
+import { AdmissionGate, STANDING_FRACTION, STANDING_WAIT_FRACTION } from '../../src/db/admission.js';
 
 function pool(waiting = 0, free = 0) {
   return {
@@ -73,22 +73,28 @@ describe('admission gate', () => {
     expect([c(), d()]).toEqual([true, undefined]);
   });
 
-  it('a burst waits its full time; once the room has not emptied for STANDING_MS a newcomer waits only STANDING_WAIT_MS', async () => {
+  it('a burst waits its full time; once the room has not emptied for a while a newcomer waits only briefly', async () => {
+    const limit = 250; // the default OVERLOAD_DB_WAIT_MS
+    const standingMs = limit * STANDING_FRACTION;
+    const briefMs = limit * STANDING_WAIT_FRACTION;
+    expect([standingMs, briefMs]).toEqual([100, 10]);
     const p = pool(1, 0);
     const gate = new AdmissionGate(p, clock);
-    const first = settled(gate.admit(500));
+    const first = settled(gate.admit(limit));
     expect(gate.standing).toBe(false);
-    await vi.advanceTimersByTimeAsync(STANDING_MS + 1);
+    await vi.advanceTimersByTimeAsync(standingMs);
+    expect(gate.standing).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
     expect(gate.standing).toBe(true);
 
-    const late = settled(gate.admit(500));
-    await vi.advanceTimersByTimeAsync(STANDING_WAIT_MS - 1);
+    const late = settled(gate.admit(limit));
+    await vi.advanceTimersByTimeAsync(briefMs - 1);
     expect(late()).toBeUndefined();
     await vi.advanceTimersByTimeAsync(1);
-    expect(late()).toBe(false); // refused after STANDING_WAIT_MS
+    expect(late()).toBe(false); // refused after the brief wait
     expect(first()).toBeUndefined(); // the first keeps its own time
 
-    await vi.advanceTimersByTimeAsync(500 - STANDING_MS - 1 - STANDING_WAIT_MS - 1);
+    await vi.advanceTimersByTimeAsync(limit - standingMs - 1 - briefMs - 1);
     expect(first()).toBeUndefined();
     await vi.advanceTimersByTimeAsync(1);
     expect(first()).toBe(false);
@@ -96,8 +102,8 @@ describe('admission gate', () => {
     expect(gate.standing).toBe(false);
 
     // The room emptied: the next one waits its full time again, and starts once the pool clears.
-    const next = settled(gate.admit(500));
-    await vi.advanceTimersByTimeAsync(STANDING_MS + STANDING_WAIT_MS);
+    const next = settled(gate.admit(limit));
+    await vi.advanceTimersByTimeAsync(standingMs + briefMs);
     expect(next()).toBeUndefined();
     p.waitingNow = 0;
     p.freeNow = 1;
@@ -106,10 +112,17 @@ describe('admission gate', () => {
     expect(next()).toBe(true);
   });
 
-  it('never waits longer than the configured time, even when that is under STANDING_WAIT_MS', async () => {
+  it('both times scale with the wait limit: with 5 s the room stands after 2 s and then a newcomer waits 200 ms', async () => {
     const gate = new AdmissionGate(pool(1, 0), clock);
-    const a = settled(gate.admit(3));
-    await vi.advanceTimersByTimeAsync(3);
-    expect(a()).toBe(false);
+    const first = settled(gate.admit(5000));
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(gate.standing).toBe(false); // 1 s of a busy room is still a burst at this limit
+    await vi.advanceTimersByTimeAsync(1001);
+    expect(gate.standing).toBe(true);
+    const late = settled(gate.admit(5000));
+    await vi.advanceTimersByTimeAsync(199);
+    expect(late()).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect([first(), late()]).toEqual([undefined, false]);
   });
 });
