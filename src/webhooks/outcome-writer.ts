@@ -40,23 +40,35 @@ export interface OutcomeRow {
 /** At most this many outcomes per statement; more wait for the next flush. */
 const MAX_PER_FLUSH = 500;
 
-const WRITE_SQL = `
+/**
+ * The attempt rows, and each delivery's new state where this worker still holds the lease. The
+ * rows are found by primary key and updated by tuple id, whatever the statistics say (a join on
+ * id let the planner scan the whole table when it believed the table small: see LEASE_SQL in
+ * deliver.ts). Sorted by id, the row locks are taken in the order the lease takes them.
+ */
+export const WRITE_SQL = `
   WITH t AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
       AS t(id, owner, attempt, status_code, latency_ms, error, excerpt, status, next_attempt_at, last_error)
   ), logged AS (
     INSERT INTO webhook_delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_excerpt)
     SELECT id, attempt, status_code, latency_ms, error, excerpt FROM t
+  ), held AS MATERIALIZED (
+    SELECT x.row_ctid, t.*
+      FROM (SELECT * FROM t ORDER BY id) t
+      CROSS JOIN LATERAL (
+        SELECT w.ctid AS row_ctid FROM webhook_deliveries w WHERE w.id = t.id AND w.owner = t.owner LIMIT 1 FOR UPDATE
+      ) x
   )
   UPDATE webhook_deliveries d
-     SET attempts = t.attempt, status = t.status, next_attempt_at = t.next_attempt_at, last_status_code = t.status_code,
-         last_error = t.last_error, locked_until = NULL, owner = NULL, updated_at = now(),
-         delivered_at = CASE WHEN t.status = 'succeeded' THEN now() ELSE d.delivered_at END
-    FROM t
-   WHERE d.id = t.id AND d.owner = t.owner
+     SET attempts = h.attempt, status = h.status, next_attempt_at = h.next_attempt_at, last_status_code = h.status_code,
+         last_error = h.last_error, locked_until = NULL, owner = NULL, updated_at = now(),
+         delivered_at = CASE WHEN h.status = 'succeeded' THEN now() ELSE d.delivered_at END
+    FROM held h
+   WHERE d.ctid = ANY(ARRAY(SELECT row_ctid FROM held)) AND d.ctid = h.row_ctid
   RETURNING d.id`;
 
-function params(rows: readonly OutcomeRow[]): unknown[] {
+export function writeParams(rows: readonly OutcomeRow[]): unknown[] {
   return [
     rows.map((r) => r.deliveryId),
     rows.map((r) => r.owner),
@@ -136,14 +148,14 @@ export class OutcomeWriter {
     this.flushes += 1;
     const simple = rows.every((r) => r.outcome !== 'retry' && !r.disableEndpoint);
     if (simple) {
-      const r = await this.db.query<{ id: string }>(WRITE_SQL, params(rows));
+      const r = await this.db.query<{ id: string }>(WRITE_SQL, writeParams(rows));
       return new Set(r.rows.map((x) => x.id));
     }
     return withTx(this.db, async (tx) => {
       for (const endpointId of new Set(rows.filter((r) => r.disableEndpoint).map((r) => r.endpointId))) {
         await disableEndpoint(tx, endpointId, 'the endpoint answered 410 Gone');
       }
-      const r = await tx.query<{ id: string }>(WRITE_SQL, params(rows));
+      const r = await tx.query<{ id: string }>(WRITE_SQL, writeParams(rows));
       const updated = new Set(r.rows.map((x) => x.id));
       for (const row of rows) {
         if (row.outcome === 'retry' && updated.has(row.deliveryId)) await enqueueDelivery(this.boss, tx, row.deliveryId, row.nextAttemptAt!);

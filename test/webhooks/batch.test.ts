@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import type { Db } from '../../src/db/pool.js';
 import { LEASE_SQL, OutcomeWriter, createWebhookAgent, decideOutcome, deliverBatch, type DeliverySettings } from '../../src/webhooks/deliver.js';
-import type { OutcomeRow } from '../../src/webhooks/outcome-writer.js';
+import { WRITE_SQL, writeParams, type OutcomeRow } from '../../src/webhooks/outcome-writer.js';
 import { call, createMerchant, startHarness, type Harness, type MerchantWithKey } from '../support/harness.js';
 import { HIGH_VELOCITY, Receiver, registerEndpoint, type Received } from './helpers.js';
 
@@ -76,6 +76,32 @@ async function jobsFor(id: string): Promise<number> {
 /** Leases a delivery for `owner` the way deliverBatch does. */
 async function lease(id: string, owner: string): Promise<void> {
   await h.database.db.query(`UPDATE webhook_deliveries SET owner = $2, locked_until = now() + interval '30 seconds' WHERE id = $1`, [id, owner]);
+}
+
+/** The nodes of an EXPLAIN (ANALYZE, FORMAT JSON) plan that read or write `relation`. */
+function scansOf(plan: unknown, relation: string): Array<{ type: string; index?: string; rows: number; loops: number }> {
+  const found: Array<{ type: string; index?: string; rows: number; loops: number }> = [];
+  const walk = (node: Record<string, unknown>) => {
+    if (node['Relation Name'] === relation) {
+      const index = node['Index Name'] as string | undefined;
+      found.push({ type: node['Node Type'] as string, ...(index ? { index } : {}), rows: node['Actual Rows'] as number, loops: node['Actual Loops'] as number });
+    }
+    for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+  };
+  walk((plan as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
+  return found;
+}
+
+/**
+ * Each of the n ids looked up by primary key (one row per lookup), the locked rows updated by tuple
+ * id: never a scan of the pending deliveries or of the table, which a burst would repeat per batch.
+ */
+function expectKeyedPlan(plan: unknown, n: number): void {
+  const reads = scansOf(plan, 'webhook_deliveries').filter((x) => x.type !== 'ModifyTable');
+  expect(reads, JSON.stringify(reads)).toEqual([
+    { type: 'Index Scan', index: 'webhook_deliveries_pkey', rows: 1, loops: n },
+    { type: 'Tid Scan', rows: n, loops: 1 },
+  ]);
 }
 
 describe('deliverBatch', () => {
@@ -158,21 +184,28 @@ describe('deliverBatch', () => {
       await client.query('ROLLBACK');
       client.release();
     }
-    const scans: Array<{ type: string; index: string | undefined; rows: number; loops: number }> = [];
-    const walk = (node: Record<string, unknown>) => {
-      if (node['Relation Name'] === 'webhook_deliveries') {
-        scans.push({ type: node['Node Type'] as string, index: node['Index Name'] as string | undefined, rows: node['Actual Rows'] as number, loops: node['Actual Loops'] as number });
-      }
-      for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
-    };
-    walk((plan as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
-    // Each id looked up by primary key (one row per lookup), the locked rows updated by tuple id:
-    // never a scan of the pending deliveries or of the table, which a burst would repeat per batch.
-    const reads = scans.filter((x) => x.type !== 'ModifyTable');
-    expect(reads.map((x) => `${x.type}${x.index ? ` ${x.index}` : ''}`).sort(), JSON.stringify(scans)).toEqual(['Index Scan webhook_deliveries_pkey', 'Tid Scan']);
-    expect(reads.find((x) => x.type === 'Index Scan')).toMatchObject({ rows: 1, loops: batch.length });
-    expect(reads.find((x) => x.type === 'Tid Scan')).toMatchObject({ rows: batch.length, loops: 1 });
+    expectKeyedPlan(plan, batch.length);
     expect(await row(batch[0]!)).toMatchObject({ owner: null, locked_until: null });
+  });
+
+  it('the outcome write also finds its rows by primary key when the statistics say the table is small', async () => {
+    const m = await createMerchant(h, HIGH_VELOCITY);
+    const ep = await registerEndpoint(h, m.key, 'http://127.0.0.1:9/unused', ['payment.captured']);
+    await h.database.db.query('ANALYZE webhook_deliveries');
+    const { deliveryIds } = await deliveries(m, ep.id, 3000);
+    const batch = deliveryIds.slice(-50);
+    for (const id of batch) await lease(id, 'plan_owner');
+    const rows = batch.map((id) => decideOutcome(settings.schedule, { id, endpoint_id: ep.id, attempts: 0 }, 'plan_owner', { statusCode: 200, retryAfter: null, error: null, excerpt: null, latencyMs: 5 }, null));
+    const client = await h.database.db.connect();
+    let plan: unknown;
+    try {
+      await client.query('BEGIN');
+      plan = (await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${WRITE_SQL}`, writeParams(rows))).rows[0]!['QUERY PLAN'];
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+    expectKeyedPlan(plan, batch.length);
   });
 });
 
