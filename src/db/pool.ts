@@ -66,10 +66,10 @@ const poolWaits = new WeakMap<Db, Waits>();
 
 /**
  * The database queue of this pool, in ms: the longer of how long the oldest caller still waiting
- * for a connection has waited, and the longest wait completed in the last second (0 when neither). A standing queue here means the
- * process accepts work faster than it and its database complete it: the API sheds new requests on
- * it (OVERLOAD_DB_WAIT_MS). The completed waits keep the signal up while an overloaded queue
- * drains for a moment, instead of letting a flood in each time.
+ * for a connection has waited, and the longest wait completed in the last second (0 when neither).
+ * A standing queue here means the process accepts work faster than it and its database complete
+ * it: the API sheds new requests on it (OVERLOAD_DB_WAIT_MS). The completed waits keep the signal
+ * up while an overloaded queue drains for a moment, instead of letting a flood in each time.
  */
 export function connectionWaitMs(db: Db): number {
   return poolWaits.get(db)?.longestMs() ?? 0;

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admissionQueue } from '../../src/db/pool.js';
 import { call, createMerchant, startHarness, waitFor, type Harness, type MerchantWithKey } from '../support/harness.js';
-import { HIGH_VELOCITY, body, delta, expectError, retryAfter, scrape } from './helpers.js';
+import { HIGH_VELOCITY, body, delta, expectError, expectNothingStored, retryAfter, scrape } from './helpers.js';
 
 let h: Harness;
 let m: MerchantWithKey;
@@ -57,10 +57,7 @@ describe('admission behind the database queue', () => {
     }
 
     // Nothing of the refused request was stored, and its key is free: the retry succeeds.
-    const stored = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM payments WHERE merchant_id = $1 AND reference_id = $2', [m.id, refusedBody.reference_id]);
-    expect(stored.rows[0]!.n).toBe(0);
-    const keys = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM idempotency_keys WHERE key = $1', [key]);
-    expect(keys.rows[0]!.n).toBe(0);
+    await expectNothingStored(pool, m.id, refusedBody.reference_id, key);
     const retried = await call(h, 'POST', '/v1/payments', { key: m.key, body: refusedBody, headers: { 'idempotency-key': key } });
     expect(retried.status, JSON.stringify(retried.body)).toBe(201);
 

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
 import { ADMIN_KEY, call, paymentBody, type ApiResponse } from '../support/harness.js';
+import type { Queryable } from '../../src/db/pool.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Json = Record<string, any>;
@@ -221,4 +222,12 @@ export async function setReadOnly(h: { url: string }, enabled: boolean): Promise
   const res = await call(h, 'PUT', '/v1/admin/read_only', { key: ADMIN_KEY, body: { enabled } });
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   expect(res.body).toEqual({ object: 'read_only', enabled });
+}
+
+/** Nothing of a refused payment request was stored: no payment with its reference, and its Idempotency-Key is free. */
+export async function expectNothingStored(db: Queryable, merchantId: string, referenceId: unknown, idempotencyKey: string): Promise<void> {
+  const stored = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM payments WHERE merchant_id = $1 AND reference_id = $2', [merchantId, referenceId]);
+  expect(stored.rows[0]!.n).toBe(0);
+  const keys = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM idempotency_keys WHERE merchant_id = $1 AND key = $2', [merchantId, idempotencyKey]);
+  expect(keys.rows[0]!.n).toBe(0);
 }

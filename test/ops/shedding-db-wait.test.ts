@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectionWaitMs } from '../../src/db/pool.js';
 import { call, createMerchant, startHarness, waitFor, type Harness, type MerchantWithKey } from '../support/harness.js';
-import { HIGH_VELOCITY, body, delta, expectError, retryAfter, scrape } from './helpers.js';
+import { HIGH_VELOCITY, body, delta, expectError, expectNothingStored, retryAfter, scrape } from './helpers.js';
 
 let h: Harness;
 let m: MerchantWithKey;
@@ -51,10 +51,7 @@ describe('shedding on a standing queue for database connections', () => {
     expect(done.body.status).toBe('captured');
 
     // Nothing of the shed request was stored, and its idempotency key is free.
-    const stored = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM payments WHERE merchant_id = $1 AND reference_id = $2', [m.id, shedBody.reference_id]);
-    expect(stored.rows[0]!.n).toBe(0);
-    const keys = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM idempotency_keys WHERE key = $1', [key]);
-    expect(keys.rows[0]!.n).toBe(0);
+    await expectNothingStored(pool, m.id, shedBody.reference_id, key);
 
     // The queue has drained, but its long waits count for a second more: a flood is not let in
     // the moment an overloaded queue empties. Shed again, then admitted once that has passed.

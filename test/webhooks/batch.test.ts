@@ -92,6 +92,18 @@ function scansOf(plan: unknown, relation: string): Array<{ type: string; index?:
   return found;
 }
 
+/** The plan of `sql` as it ran (EXPLAIN ANALYZE), in a transaction rolled back: nothing it wrote stays. */
+async function explainRolledBack(sql: string, params: unknown[]): Promise<unknown> {
+  const client = await h.database.db.connect();
+  try {
+    await client.query('BEGIN');
+    return (await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params)).rows[0]!['QUERY PLAN'];
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
+
 /**
  * Each of the n ids looked up by primary key (one row per lookup), the locked rows updated by tuple
  * id: never a scan of the pending deliveries or of the table, which a burst would repeat per batch.
@@ -174,17 +186,7 @@ describe('deliverBatch', () => {
     await h.database.db.query('ANALYZE webhook_deliveries');
     const { deliveryIds } = await deliveries(m, ep.id, 3000);
     const batch = deliveryIds.slice(-50);
-    // EXPLAIN ANALYZE runs the lease: inside a transaction rolled back, so nothing stays leased.
-    const client = await h.database.db.connect();
-    let plan: unknown;
-    try {
-      await client.query('BEGIN');
-      plan = (await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${LEASE_SQL}`, [batch, 'plan_probe', 30])).rows[0]!['QUERY PLAN'];
-    } finally {
-      await client.query('ROLLBACK');
-      client.release();
-    }
-    expectKeyedPlan(plan, batch.length);
+    expectKeyedPlan(await explainRolledBack(LEASE_SQL, [batch, 'plan_probe', 30]), batch.length);
     expect(await row(batch[0]!)).toMatchObject({ owner: null, locked_until: null });
   });
 
@@ -196,16 +198,7 @@ describe('deliverBatch', () => {
     const batch = deliveryIds.slice(-50);
     for (const id of batch) await lease(id, 'plan_owner');
     const rows = batch.map((id) => decideOutcome(settings.schedule, { id, endpoint_id: ep.id, attempts: 0 }, 'plan_owner', { statusCode: 200, retryAfter: null, error: null, excerpt: null, latencyMs: 5 }, null));
-    const client = await h.database.db.connect();
-    let plan: unknown;
-    try {
-      await client.query('BEGIN');
-      plan = (await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${WRITE_SQL}`, writeParams(rows))).rows[0]!['QUERY PLAN'];
-    } finally {
-      await client.query('ROLLBACK');
-      client.release();
-    }
-    expectKeyedPlan(plan, batch.length);
+    expectKeyedPlan(await explainRolledBack(WRITE_SQL, writeParams(rows)), batch.length);
   });
 });
 
