@@ -92,6 +92,18 @@ function scansOf(plan: unknown, relation: string): Array<{ type: string; index?:
   return found;
 }
 
+/**
+ * Statistics taken while a new endpoint has no pending delivery, then a burst of 3,000 arrives:
+ * the planner believes "few pending, small table". Returns the last 50 as a batch.
+ */
+async function burstOnStaleStatistics(): Promise<{ ep: { id: string }; batch: string[] }> {
+  const m = await createMerchant(h, HIGH_VELOCITY);
+  const ep = await registerEndpoint(h, m.key, 'http://127.0.0.1:9/unused', ['payment.captured']);
+  await h.database.db.query('ANALYZE webhook_deliveries');
+  const { deliveryIds } = await deliveries(m, ep.id, 3000);
+  return { ep, batch: deliveryIds.slice(-50) };
+}
+
 /** The plan of `sql` as it ran (EXPLAIN ANALYZE), in a transaction rolled back: nothing it wrote stays. */
 async function explainRolledBack(sql: string, params: unknown[]): Promise<unknown> {
   const client = await h.database.db.connect();
@@ -180,22 +192,13 @@ describe('deliverBatch', () => {
   });
 
   it('the lease reads each delivery by its primary key even when the statistics say nothing is pending (a burst stays linear)', async () => {
-    const m = await createMerchant(h, HIGH_VELOCITY);
-    const ep = await registerEndpoint(h, m.key, 'http://127.0.0.1:9/unused', ['payment.captured']);
-    // Statistics taken while this endpoint had no pending delivery, then a burst arrives.
-    await h.database.db.query('ANALYZE webhook_deliveries');
-    const { deliveryIds } = await deliveries(m, ep.id, 3000);
-    const batch = deliveryIds.slice(-50);
+    const { batch } = await burstOnStaleStatistics();
     expectKeyedPlan(await explainRolledBack(LEASE_SQL, [batch, 'plan_probe', 30]), batch.length);
     expect(await row(batch[0]!)).toMatchObject({ owner: null, locked_until: null });
   });
 
   it('the outcome write also finds its rows by primary key when the statistics say the table is small', async () => {
-    const m = await createMerchant(h, HIGH_VELOCITY);
-    const ep = await registerEndpoint(h, m.key, 'http://127.0.0.1:9/unused', ['payment.captured']);
-    await h.database.db.query('ANALYZE webhook_deliveries');
-    const { deliveryIds } = await deliveries(m, ep.id, 3000);
-    const batch = deliveryIds.slice(-50);
+    const { ep, batch } = await burstOnStaleStatistics();
     for (const id of batch) await lease(id, 'plan_owner');
     const rows = batch.map((id) => decideOutcome(settings.schedule, { id, endpoint_id: ep.id, attempts: 0 }, 'plan_owner', { statusCode: 200, retryAfter: null, error: null, excerpt: null, latencyMs: 5 }, null));
     expectKeyedPlan(await explainRolledBack(WRITE_SQL, writeParams(rows)), batch.length);
