@@ -97,11 +97,18 @@ function gateRequests(pool: pg.Pool): AdmissionGate {
     free: () => pool.idleCount + Math.max(0, (pool.options.max ?? 10) - pool.totalCount),
   });
   gates.set(pool, gate);
-  // pg-pool emits 'release' before it puts the client back or hands it on: look once it has.
-  const pump = () => queueMicrotask(() => gate.pump());
-  pool.on('release', pump);
-  pool.on('remove', pump);
+  pool.on('release', () => pumpSoon(gate));
+  pool.on('remove', () => pumpSoon(gate));
   return gate;
+}
+
+/**
+ * Lets waiting requests in once pg-pool has finished what it is doing: it emits 'release' before it
+ * puts the client back or hands it on. Every release passes here, so nothing is scheduled while
+ * nobody waits to start (the usual case).
+ */
+function pumpSoon(gate: AdmissionGate): void {
+  if (gate.size > 0) queueMicrotask(() => gate.pump());
 }
 
 type ConnectCallback = (err: Error | undefined, client: pg.PoolClient | undefined, release: (release?: unknown) => void) => void;
@@ -113,7 +120,7 @@ function trackConnectionWaits(pool: pg.Pool, gate: AdmissionGate): void {
   const done = (entry: WaitEntry) => {
     waits.end(entry);
     // A waiter served: the pool's queue may just have cleared.
-    queueMicrotask(() => gate.pump());
+    pumpSoon(gate);
   };
   const connect = pool.connect.bind(pool) as (cb?: ConnectCallback) => Promise<pg.PoolClient> | undefined;
   pool.connect = ((cb?: ConnectCallback) => {

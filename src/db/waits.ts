@@ -17,23 +17,18 @@ export class Waits {
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
-  get size(): number {
-    return this.waiting.size;
-  }
-
   start(): WaitEntry {
     const entry = { since: this.now() };
     this.waiting.add(entry);
     return entry;
   }
 
-  /** The wait is over (served or given up); returns how long it was, in ms. */
-  end(entry: WaitEntry): number {
-    if (!this.waiting.delete(entry)) return 0;
+  /** The wait is over (served or given up). */
+  end(entry: WaitEntry): void {
+    if (!this.waiting.delete(entry)) return;
     const now = this.now();
     const ms = now - entry.since;
     if (ms >= this.recent.ms || now - this.recent.at > WAIT_WINDOW_MS) this.recent = { ms, at: now };
-    return ms;
   }
 
   /** The longer of the oldest current wait and the longest completed within WAIT_WINDOW_MS (0 when neither). */

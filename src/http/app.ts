@@ -72,6 +72,12 @@ function readOnlyError(): AppError {
   return new AppError('READ_ONLY', 'Switchyard is in read-only mode for maintenance; reads work, changes are refused for now.', { retryAfter: 30 });
 }
 
+/** A request refused by load shedding (counted): before anything was read or written, so a retry is safe. */
+function shed(): AppError {
+  metrics.shed.inc();
+  return new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
+}
+
 function routeKind(url: string): 'public' | 'admin' | 'merchant' {
   if (url.startsWith('/v1/admin/')) return 'admin';
   if (url.startsWith('/v1/connectors/')) return 'public';
@@ -163,8 +169,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // time for more. Refused before anything is read or written, so a retry is always safe.
     const dbWait = overloadDbWaitMs > 0 ? connectionWaitMs(opts.db) : 0;
     if (inFlight > opts.maxInFlight || dbWait > overloadDbWaitMs) {
-      metrics.shed.inc();
-      throw new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
+      throw shed();
     }
     // Requests of this process are waiting for a connection: work already started goes first.
     const admission = overloadDbWaitMs > 0 ? admitRequest(opts.db, overloadDbWaitMs) : true;
@@ -172,10 +177,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       const since = performance.now();
       const admitted = await admission;
       metrics.admissionWait.observe({ admitted: String(admitted) }, (performance.now() - since) / 1000);
-      if (!admitted) {
-        metrics.shed.inc();
-        throw new AppError('OVERLOADED', 'This instance is overloaded; retry shortly.', { retryAfter: 1 });
-      }
+      if (!admitted) throw shed();
     }
     const mutation = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
     if (kind === 'public') {
